@@ -1,0 +1,41 @@
+"""espeak-ng (formant synthesis): the voice of last resort for any language without a neural one."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import numpy as np
+import soundfile
+import soxr
+
+from agents.engines.protocols import Float32Audio
+from schemas import SAMPLE_RATE
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+
+
+class EspeakSynthesizer:
+    name = "espeak-ng"
+
+    def __init__(self, executable: str = "espeak-ng") -> None:
+        path = shutil.which(executable)
+        if path is None:
+            raise FileNotFoundError(f"{executable} is not installed (Debian package espeak-ng)")
+        self._executable = path
+        listing = subprocess.run([path, "--voices"], capture_output=True, text=True, check=True).stdout
+        self._languages = {line.split()[1].split("-")[0] for line in listing.splitlines()[1:] if line.split()}
+
+    def supports(self, language: str) -> bool:
+        return language in self._languages
+
+    def synthesize(self, text: str, language: str) -> Iterator[Float32Audio]:
+        for sentence in filter(None, (s.strip() for s in _SENTENCE_END.split(text))):
+            wav = subprocess.run(
+                [self._executable, "-v", language, "--stdout", sentence], capture_output=True, check=True
+            ).stdout
+            audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+            yield soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)

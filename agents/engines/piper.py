@@ -1,0 +1,28 @@
+"""Piper voices (ONNX VITS) from local ``.onnx`` files; sentence-by-sentence output at 16 kHz."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soxr
+from piper import PiperVoice
+
+from agents.engines.protocols import Float32Audio
+from schemas import SAMPLE_RATE
+
+
+class PiperSynthesizer:
+    def __init__(self, voices: dict[str, Path]) -> None:
+        """``voices``: ISO 639-1 language → the voice's ``.onnx`` file (its ``.onnx.json`` beside it)."""
+        self.name = "piper:" + ",".join(f"{lang}={path.stem}" for lang, path in sorted(voices.items()))
+        self._voices = {language: PiperVoice.load(str(path)) for language, path in voices.items()}
+
+    def supports(self, language: str) -> bool:
+        return language in self._voices
+
+    def synthesize(self, text: str, language: str) -> Iterator[Float32Audio]:
+        for chunk in self._voices[language].synthesize(text):  # piper yields one chunk per sentence
+            audio = chunk.audio_float_array.astype(np.float32)
+            yield soxr.resample(audio, chunk.sample_rate, SAMPLE_RATE).astype(np.float32)

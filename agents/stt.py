@@ -1,0 +1,385 @@
+"""Speech to text: VAD-gated utterances, stable partials, finals.
+
+The transform (:class:`SpeechToText`) is plain Python over numpy and an engine:
+feed it one :class:`~schemas.AudioFrame`, get back the transcripts it closes or
+grows. :func:`register` is the thin Faust wiring around it.
+
+How one speaker's audio becomes captions:
+
+- Silero VAD scores 32 ms windows; silence never reaches the recognizer. A
+  short pre-roll is kept so the first phoneme is not clipped.
+- While speech goes on, every ``partial_interval_s`` of new audio the whole
+  utterance is recognized again and LocalAgreement-2 keeps only the words two
+  consecutive hypotheses agree on, so a partial caption only ever grows.
+- ``vad_hangover_ms`` of silence, a client ``flush``, or ``max_utterance_s``
+  (cut at the quietest window) closes the utterance with a final transcript
+  whose text starts with every word already shown.
+- Whisper's known hallucinations on silence and repetition loops are removed
+  before anything is shown.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import deque
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from agents.engines.protocols import Float32Audio, SpeechRecognizer, VadStream, VoiceActivityDetector
+from schemas import SAMPLE_RATE, AudioFrame, StageTiming, Transcript
+from streams.settings import Settings
+from streams.stage import Dropped
+from streams.topics import AUDIO_RAW, TEXT_ORIGINAL
+
+if TYPE_CHECKING:
+    from streams.app import StageApp
+
+STAGE = "stt"
+
+
+@dataclass(frozen=True)
+class SttConfig:
+    vad_threshold: float = 0.5
+    hangover_s: float = 0.5
+    max_utterance_s: float = 15.0
+    partial_interval_s: float = 1.0
+    stale_after_s: float = 10.0
+    pre_roll_s: float = 0.2
+    min_speech_s: float = 0.25
+    """Voiced time below which an utterance is a click or a cough, not speech."""
+    idle_close_s: float = 3.0
+    """An utterance whose speaker sent nothing for this long (a vanished client) is closed."""
+    idle_evict_s: float = 120.0
+    """A speaker who sent nothing for this long is forgotten."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SttConfig:
+        return cls(
+            vad_threshold=settings.vad_threshold,
+            hangover_s=settings.vad_hangover_ms / 1000,
+            max_utterance_s=settings.max_utterance_s,
+            partial_interval_s=settings.partial_interval_s,
+            stale_after_s=settings.stale_after_s,
+        )
+
+
+# --- text hygiene -------------------------------------------------------------
+
+_HALLUCINATIONS = {
+    # What Whisper says over silence or noise, learnt from subtitled video.
+    "thank you",
+    "thanks for watching",
+    "thank you for watching",
+    "please subscribe",
+    "subscribe to my channel",
+    "like and subscribe",
+    "see you next time",
+    "bye",
+    "you",
+    "subtitles by the amaraorg community",
+    "gracias por ver",
+    "gracias por ver el video",
+    "suscribete",
+    "subtitulos realizados por la comunidad de amaraorg",
+    "subtitulado por la comunidad de amaraorg",
+    "untertitel im auftrag des zdf fur funkde",
+    "untertitel der amaraorg community",
+    "vielen dank fur ihre aufmerksamkeit",
+    "sous-titres realises para la communaute damaraorg",
+    "sous-titrage st 501",
+    "merci davoir regarde",
+    "obrigado por assistir",
+    "legendas pela comunidade amaraorg",
+    "grazie per la visione",
+    "sottotitoli creati dalla comunita amaraorg",
+    "продолжение следует",
+    "спасибо за просмотр",
+    "ご視聴ありがとうございました",
+    "字幕由amaraorg社区提供",
+}
+_BRACKETED = re.compile(r"\[[^\]]*\]|\([^)]*\)|[♪♫]+")
+_PUNCTUATION = str.maketrans("", "", string.punctuation + "¿¡«»…“”‘’")
+
+
+def normalize_word(word: str) -> str:
+    """Lower case, no accents, no punctuation: how two hypotheses' words are compared."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).translate(_PUNCTUATION)
+
+
+def normalize_text(text: str) -> str:
+    return " ".join(w for w in (normalize_word(w) for w in text.split()) if w)
+
+
+def _truncate_loops(words: list[str], max_repeats: int = 3) -> list[str]:
+    """Cut a repetition loop ("la la la la ...") after its first occurrence."""
+    keys = [normalize_word(w) for w in words]
+    for size in range(1, 5):
+        for start in range(len(keys) - size * max_repeats + 1):
+            gram = keys[start : start + size]
+            repeats = 1
+            while keys[start + size * repeats : start + size * (repeats + 1)] == gram:
+                repeats += 1
+            if repeats > max_repeats:
+                return words[: start + size]
+    return words
+
+
+def clean_hypothesis(text: str) -> str:
+    """The hypothesis without annotations, silence hallucinations and loops ("" if nothing is left).
+
+    Only a whole hypothesis that *is* a known hallucination is dropped, so a real
+    "thank you" inside a sentence, or a real short word, survives.
+    """
+    words = _BRACKETED.sub(" ", text).split()
+    words = _truncate_loops(words)
+    if normalize_text(" ".join(words)) in _HALLUCINATIONS:
+        return ""
+    return " ".join(words)
+
+
+class LocalAgreement:
+    """LocalAgreement-2: show only the words two consecutive hypotheses agree on.
+
+    ``committed`` only grows; words once committed keep their surface form, so
+    every later caption of the utterance, the final included, starts with them.
+    """
+
+    def __init__(self) -> None:
+        self.committed: list[str] = []
+        self._previous: list[str] = []
+
+    def update(self, hypothesis: str) -> bool:
+        """Take a new hypothesis; True when the committed prefix grew."""
+        words = hypothesis.split()
+        agreed = 0
+        for a, b in zip(self._previous, words, strict=False):
+            if normalize_word(a) != normalize_word(b):
+                break
+            agreed += 1
+        self._previous = words
+        if agreed <= len(self.committed):
+            return False
+        self.committed.extend(words[len(self.committed) : agreed])
+        return True
+
+    def final(self, hypothesis: str) -> str:
+        """The final text: every committed word, then the rest of the last hypothesis."""
+        return " ".join(self.committed + hypothesis.split()[len(self.committed) :])
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.committed)
+
+
+# --- one speaker ----------------------------------------------------------------
+
+
+@dataclass
+class _Utterance:
+    first_sequence: int
+    start_sample: int
+    windows: list[Float32Audio]
+    window_energy: list[float]
+    voiced_windows: int = 0
+    silent_run: int = 0
+    last_voiced_at: float = 0.0
+    recognized_windows: int = 0
+    """Length (in windows) when the last hypothesis was made."""
+    revision: int = 0
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+
+    def audio(self, windows: int | None = None) -> Float32Audio:
+        return np.concatenate(self.windows[:windows])
+
+
+@dataclass
+class _SpeakerStream:
+    """One participant connection's audio, as far as the recognizer has heard it."""
+
+    vad: VadStream
+    room_id: str
+    session_id: str
+    speaker_id: str
+    language: str
+    timings: tuple[StageTiming, ...] = ()
+    """Timings of the latest frame: what this stream's next transcript carries on."""
+    last_sequence: int = -1
+    last_frame_at: float = 0.0
+    samples_seen: int = 0
+    leftover: Float32Audio = field(default_factory=lambda: np.zeros(0, np.float32))
+    pre_roll: deque[Float32Audio] = field(default_factory=deque)
+    utterance: _Utterance | None = None
+
+
+class SpeechToText:
+    """Turns every speaker's frames into partial and final transcripts (a :class:`StageTransform`)."""
+
+    def __init__(self, recognizer: SpeechRecognizer, vad: VoiceActivityDetector, config: SttConfig) -> None:
+        self._recognizer = recognizer
+        self._vad = vad
+        self._config = config
+        self._window = vad.window_samples
+        self._window_s = self._window / SAMPLE_RATE
+        self._streams: dict[Hashable, _SpeakerStream] = {}
+
+    def stream_key(self, frame: AudioFrame) -> Hashable:
+        return (frame.room_id, frame.session_id)
+
+    def is_open(self, key: Hashable) -> bool:
+        stream = self._streams.get(key)
+        return stream is not None and stream.utterance is not None
+
+    def process(self, frame: AudioFrame, received_at: float) -> Iterator[Transcript]:
+        stream = self._streams.get(self.stream_key(frame))
+        if stream is None:
+            stream = _SpeakerStream(self._vad.stream(), frame.room_id, frame.session_id, frame.speaker_id, frame.language)
+            self._streams[self.stream_key(frame)] = stream
+        if frame.sequence_number <= stream.last_sequence:
+            raise Dropped("duplicate")
+        if frame.sample_rate != SAMPLE_RATE or len(frame.pcm) % 2:
+            raise Dropped("bad_frame")
+        if received_at - frame.captured_at > self._config.stale_after_s:
+            raise Dropped("stale")
+        stream.last_sequence = frame.sequence_number
+        stream.last_frame_at = received_at
+        stream.timings = frame.timings
+        if stream.utterance is None:
+            stream.language = frame.language  # a language change takes effect from the next utterance
+
+        pcm = np.frombuffer(frame.pcm, dtype="<i2").astype(np.float32) / 32768.0
+        audio = np.concatenate([stream.leftover, pcm])
+        usable = len(audio) - len(audio) % self._window
+        stream.leftover = audio[usable:]
+        captured_start = frame.captured_at - (len(audio) - len(pcm)) / SAMPLE_RATE
+        for offset in range(0, usable, self._window):
+            window_end_at = captured_start + (offset + self._window) / SAMPLE_RATE
+            yield from self._push_window(stream, frame.sequence_number, audio[offset : offset + self._window], window_end_at)
+        if stream.utterance is not None:
+            if frame.end_of_utterance:
+                yield from self._finish(stream)
+            elif received_at - frame.captured_at < self._config.partial_interval_s:
+                # Partials are a luxury: a stage running behind skips them to catch up.
+                yield from self._maybe_partial(stream)
+
+    def expire(self, now: float) -> list[Transcript]:
+        closed: list[Transcript] = []
+        for key, stream in list(self._streams.items()):
+            idle = now - stream.last_frame_at
+            if stream.utterance is not None and idle > self._config.idle_close_s:
+                closed.extend(self._finish(stream))
+            if idle > self._config.idle_evict_s:
+                del self._streams[key]
+        return closed
+
+    # -- segmentation --------------------------------------------------------
+
+    def _push_window(
+        self, stream: _SpeakerStream, sequence: int, window: Float32Audio, window_end_at: float
+    ) -> Iterator[Transcript]:
+        config = self._config
+        probability = stream.vad.speech_probability(window)
+        stream.samples_seen += len(window)
+        utterance = stream.utterance
+        if utterance is None:
+            if probability < config.vad_threshold:
+                stream.pre_roll.append(window)
+                while len(stream.pre_roll) * self._window_s > config.pre_roll_s:
+                    stream.pre_roll.popleft()
+                return
+            # samples_seen already counts this window, which is appended below.
+            start = stream.samples_seen - (len(stream.pre_roll) + 1) * self._window
+            utterance = self._open(stream, sequence, [*stream.pre_roll], start)
+            stream.pre_roll.clear()
+        utterance.windows.append(window)
+        utterance.window_energy.append(float(np.mean(window * window)))
+        # Hysteresis as in Silero's own iterator: speech ends below threshold - 0.15.
+        utterance.silent_run = 0 if probability >= config.vad_threshold - 0.15 else utterance.silent_run + 1
+        if probability >= config.vad_threshold:
+            utterance.voiced_windows += 1
+            utterance.last_voiced_at = window_end_at
+        if utterance.silent_run * self._window_s >= config.hangover_s:
+            yield from self._finish(stream)
+        elif len(utterance.windows) * self._window_s >= config.max_utterance_s:
+            yield from self._cut_at_quietest(stream, sequence)
+
+    def _open(self, stream: _SpeakerStream, sequence: int, windows: list[Float32Audio], start: int) -> _Utterance:
+        stream.utterance = _Utterance(
+            first_sequence=sequence,
+            start_sample=start,
+            windows=windows,
+            window_energy=[float(np.mean(w * w)) for w in windows],
+        )
+        return stream.utterance
+
+    def _cut_at_quietest(self, stream: _SpeakerStream, sequence: int) -> Iterator[Transcript]:
+        """Close an over-long utterance at its quietest window in the second half; keep the rest open."""
+        utterance = stream.utterance
+        assert utterance is not None
+        half = len(utterance.windows) // 2
+        cut = half + int(np.argmin(utterance.window_energy[half:])) + 1
+        rest = utterance.windows[cut:]
+        del utterance.windows[cut:], utterance.window_energy[cut:]
+        yield from self._finish(stream)
+        remainder = self._open(stream, sequence, rest, stream.samples_seen - len(rest) * self._window)
+        remainder.voiced_windows = len(rest)
+        remainder.last_voiced_at = utterance.last_voiced_at
+
+    # -- recognition -----------------------------------------------------------
+
+    def _maybe_partial(self, stream: _SpeakerStream) -> Iterator[Transcript]:
+        utterance = stream.utterance
+        assert utterance is not None
+        if (len(utterance.windows) - utterance.recognized_windows) * self._window_s < self._config.partial_interval_s:
+            return
+        utterance.recognized_windows = len(utterance.windows)
+        hypothesis = clean_hypothesis(self._recognizer.transcribe(utterance.audio(), stream.language))
+        if utterance.agreement.update(hypothesis):
+            yield self._transcript(stream, utterance, utterance.agreement.text, is_final=False)
+
+    def _finish(self, stream: _SpeakerStream) -> Iterator[Transcript]:
+        utterance = stream.utterance
+        assert utterance is not None
+        stream.utterance = None
+        if utterance.voiced_windows * self._window_s < self._config.min_speech_s:
+            return
+        # Trailing silence is only the hangover: leave most of it out of what is recognized.
+        voiced_end = len(utterance.windows) - max(0, utterance.silent_run - 3)
+        hypothesis = clean_hypothesis(self._recognizer.transcribe(utterance.audio(voiced_end), stream.language))
+        text = utterance.agreement.final(hypothesis)
+        if text:
+            yield self._transcript(stream, utterance, text, is_final=True)
+
+    def _transcript(self, stream: _SpeakerStream, utterance: _Utterance, text: str, *, is_final: bool) -> Transcript:
+        transcript = Transcript(
+            room_id=stream.room_id,
+            timings=stream.timings,
+            speaker_id=stream.speaker_id,
+            utterance_id=f"{stream.session_id}:{utterance.first_sequence}",
+            revision=utterance.revision,
+            language=stream.language,
+            text=text,
+            is_final=is_final,
+            audio_start_s=utterance.start_sample / SAMPLE_RATE,
+            audio_end_s=(utterance.start_sample + len(utterance.windows) * self._window) / SAMPLE_RATE,
+            speech_ended_at=utterance.last_voiced_at,
+        )
+        utterance.revision += 1
+        return transcript
+
+
+# --- Faust wiring ---------------------------------------------------------------------
+
+
+def register(app: StageApp) -> None:
+    """audio.raw → text.original, with the recognizer and VAD the settings name."""
+    from agents.models import load_recognizer, load_vad
+
+    settings = app.settings
+    transform = SpeechToText(load_recognizer(settings), load_vad(settings), SttConfig.from_settings(settings))
+    app.add_stage(AUDIO_RAW, TEXT_ORIGINAL, transform)

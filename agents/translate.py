@@ -1,0 +1,84 @@
+"""Translation: one transcript in, one translation per listening language present in the room.
+
+Finals are always translated. Partials are translated at most once per
+``partial_interval_s`` per utterance: a translated partial is a preview that
+may be revised, and translating every partial would starve the finals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from agents.engines.protocols import Translator
+from schemas import Transcript, Translation
+from streams.settings import Settings
+from streams.stage import Dropped, Stateless
+from streams.topics import TEXT_ORIGINAL, TEXT_TRANSLATED
+
+if TYPE_CHECKING:
+    from streams.app import StageApp
+
+STAGE = "translate"
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    partial_interval_s: float = 1.0
+    stale_after_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TranslateConfig:
+        return cls(partial_interval_s=settings.partial_interval_s, stale_after_s=settings.stale_after_s)
+
+
+class Translate(Stateless):
+    def __init__(
+        self,
+        translator: Translator,
+        listening_languages: Callable[[str], set[str]],
+        config: TranslateConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._translator = translator
+        self._listening_languages = listening_languages
+        self._config = config
+        self._clock = clock
+        self._last_partial: dict[str, float] = {}
+        """utterance id → when its last partial was translated."""
+
+    def process(self, transcript: Transcript, received_at: float) -> Iterator[Translation]:
+        if received_at - transcript.speech_ended_at > self._config.stale_after_s:
+            raise Dropped("stale")
+        targets = sorted(self._listening_languages(transcript.room_id) - {transcript.language})
+        if not targets:
+            return
+        now = self._clock()
+        if transcript.is_final:
+            self._last_partial.pop(transcript.utterance_id, None)
+        else:
+            last = self._last_partial.get(transcript.utterance_id)
+            if last is not None and now - last < self._config.partial_interval_s:
+                raise Dropped("rate_limited")
+            self._last_partial[transcript.utterance_id] = now
+        texts = self._translator.translate(transcript.text, transcript.language, targets)
+        common = transcript.model_dump(exclude={"language", "text", "schema_version"})
+        for target in targets:
+            yield Translation(
+                **common,
+                language=target,
+                text=texts[target],
+                source_language=transcript.language,
+                target_language=target,
+            )
+
+
+def register(app: StageApp) -> None:
+    """text.original → text.translated, targets from the ``rooms`` table."""
+    from agents.models import load_translator
+
+    languages = app.listening_languages(app.rooms())
+    transform = Translate(load_translator(app.settings), languages, TranslateConfig.from_settings(app.settings))
+    app.add_stage(TEXT_ORIGINAL, TEXT_TRANSLATED, transform)

@@ -1,0 +1,152 @@
+"""One record per topic: what Dragoman puts on the wire.
+
+Every record carries ``schema_version`` (so a consumer can refuse what it does
+not understand) and ``timings``: one entry per stage it passed, appended by
+that stage, so per-stage and end-to-end latency is read off the message itself
+wherever it ends up. Times are Unix epoch seconds (``time.time()``): stages run
+in different processes, and only wall-clock time is comparable between them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+SAMPLE_RATE = 16_000
+"""Every PCM payload in the pipeline is 16 kHz mono signed 16-bit little-endian."""
+
+
+class StageTiming(BaseModel):
+    """When one stage took a message in and sent its result on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage: str
+    received_at: float
+    sent_at: float
+    compute_s: float = 0.0
+    """Seconds of model inference inside the stage (zero for pure routing)."""
+
+
+class Record(BaseModel):
+    """Fields every topic's record shares. Keyed on the wire by ``room_id``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    binary: ClassVar[bool] = False
+    """True for records that carry PCM: they travel as MessagePack, not JSON."""
+
+    schema_version: int = SCHEMA_VERSION
+    room_id: str
+    timings: tuple[StageTiming, ...] = ()
+
+    def stamped(self, stage: str, received_at: float, sent_at: float, compute_s: float = 0.0) -> Self:
+        """A copy with one more stage timing appended."""
+        timing = StageTiming(stage=stage, received_at=received_at, sent_at=sent_at, compute_s=compute_s)
+        return self.model_copy(update={"timings": (*self.timings, timing)})
+
+
+class RoomEventKind(enum.StrEnum):
+    JOINED = "joined"
+    LEFT = "left"
+    LANGUAGES_CHANGED = "languages_changed"
+
+
+class RoomEvent(Record):
+    """A participant connection joined, left or changed languages (topic ``room.events``).
+
+    Participants are connections (``session_id``), not users: one user with two
+    tabs is two participants. A captions-only viewer has ``speak=None``.
+    """
+
+    kind: RoomEventKind
+    session_id: str
+    user_id: str
+    name: str = ""
+    speak: str | None = None
+    listen: str
+    at: float
+
+
+class AudioFrame(Record):
+    """About 100 ms of one speaker's microphone audio (topic ``audio.raw``).
+
+    ``language`` is the speaker's speaking language when the audio was captured:
+    the recognizer reads it from the frame, so it never races the room table.
+    An empty frame with ``end_of_utterance`` set is the client's ``flush``.
+    """
+
+    binary: ClassVar[bool] = True
+
+    session_id: str
+    speaker_id: str
+    sequence_number: int = Field(ge=0)
+    captured_at: float
+    """Wall-clock time of the first sample."""
+    sample_rate: int = SAMPLE_RATE
+    language: str
+    pcm: bytes = b""
+    end_of_utterance: bool = False
+
+
+class Transcript(Record):
+    """A partial or final recognition of one utterance (topic ``text.original``)."""
+
+    speaker_id: str
+    utterance_id: str
+    revision: int = Field(ge=0)
+    language: str
+    text: str
+    is_final: bool
+    audio_start_s: float
+    """Start of the utterance, in seconds of the speaker's stream."""
+    audio_end_s: float
+    speech_ended_at: float
+    """Wall-clock time of the last audio this hypothesis covers: end-to-end latency starts here."""
+
+
+class Translation(Transcript):
+    """A transcript rendered in one listening language (topic ``text.translated``).
+
+    ``language`` equals ``target_language``, so captions route on one field.
+    """
+
+    source_language: str
+    target_language: str
+
+
+class SynthesizedAudio(Record):
+    """One chunk of translated speech (topic ``audio.synthesized``)."""
+
+    binary: ClassVar[bool] = True
+
+    speaker_id: str
+    utterance_id: str
+    language: str
+    chunk_index: int = Field(ge=0)
+    is_last: bool
+    sample_rate: int = SAMPLE_RATE
+    pcm: bytes
+    speech_ended_at: float
+
+
+class DeadLetter(BaseModel):
+    """A message a stage gave up on, with enough to replay it (topic ``pipeline.dlq``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    binary: ClassVar[bool] = True
+
+    schema_version: int = SCHEMA_VERSION
+    stage: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    error: str
+    attempts: int
+    failed_at: float

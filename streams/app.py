@@ -1,0 +1,208 @@
+"""The Kafka side of a stage: one Faust app per stage, one loop for every stage.
+
+A stage app is its own consumer group (``dragoman-<stage>``), so each stage
+scales on its own. :meth:`StageApp.add_stage` wires a transform between two
+topics and owns everything Kafka: decoding, stale/duplicate accounting,
+running the transform off the event loop, retries with backoff, the dead
+letter queue, stamping stage timings, and when to acknowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from schemas import DeadLetter, Record, RoomEvent, decode, encode
+from streams import metrics
+from streams.rooms import RoomState, apply_event, listening_languages
+from streams.settings import Settings
+from streams.stage import Dropped, StageTransform
+from streams.topics import DLQ, ROOM_EVENTS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAYS_S = (0.2, 1.0)
+"""Backoff before the 2nd and 3rd attempt; after the last, the message goes to pipeline.dlq."""
+EXPIRE_EVERY_S = 1.0
+
+_DONE = object()
+
+
+class StageApp(faust.App):
+    """A Faust app for one stage, configured from :class:`Settings`."""
+
+    def __init__(self, stage: str, settings: Settings, bootstrap: str, web_port: int) -> None:
+        super().__init__(
+            f"dragoman-{stage}",
+            broker=[f"dragoman://{server}" for server in bootstrap.split(",")],
+            store="memory://",
+            autodiscover=False,
+            datadir=Path(tempfile.mkdtemp(prefix=f"dragoman-{stage}-")),  # memory store: nothing persists here
+            topic_partitions=settings.partitions,
+            topic_replication_factor=1,
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=settings.session_timeout_s / 4,
+            broker_rebalance_timeout=settings.session_timeout_s * 2,
+            consumer_auto_offset_reset="earliest",
+            producer_linger=0.0,
+            stream_wait_empty=False,
+            web_enabled=True,
+            web_host="127.0.0.1",
+            web_port=web_port,
+        )
+        self.stage = stage
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=settings.stage_concurrency, thread_name_prefix=stage)
+        self._dlq = self._topic(DLQ)
+        self._busy = False
+
+        @self.page("/metrics")
+        async def prometheus(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+        @self.page("/ready")
+        async def ready(web: Any, request: Any) -> Any:
+            """200 once this worker owns partitions and is not rebalancing: `up` waits for it."""
+            assigned = bool(self.consumer.assignment()) and not self.rebalancing
+            return web.json({"ready": assigned}, status=200 if assigned else 503)
+
+    def _topic(self, spec: TopicSpec) -> faust.TopicT:
+        return self.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    # -- room state -------------------------------------------------------------
+
+    def rooms(self) -> Callable[[str], RoomState]:
+        """Materialize ``room.events`` into the ``rooms`` table; returns a lookup by room id.
+
+        The table's changelog lets a restarted worker rebuild room state.
+        """
+        table = self.Table("rooms", default=dict, partitions=self.settings.partitions, key_type=str)
+        source = self._topic(ROOM_EVENTS)
+
+        @self.agent(source, name=f"{self.stage}-rooms")
+        async def materialize(stream: StreamT[bytes]) -> None:
+            async for key, value in stream.items():
+                try:
+                    event = decode(RoomEvent, value)
+                except ValueError as exc:
+                    await self._dead_letter(stream.current_event, exc, attempts=1)
+                    continue
+                table[event.room_id] = apply_event(table[event.room_id], event)
+
+        def lookup(room_id: str) -> RoomState:
+            return dict(table[room_id])
+
+        return lookup
+
+    def listening_languages(self, rooms: Callable[[str], RoomState]) -> Callable[[str], set[str]]:
+        return lambda room_id: listening_languages(rooms(room_id))
+
+    # -- the stage loop -----------------------------------------------------------
+
+    def add_stage(self, source: TopicSpec, sink: TopicSpec, transform: StageTransform[Any, Any]) -> None:
+        """Run ``transform`` on every record of ``source``, sending its outputs to ``sink``."""
+        stage, source_topic, sink_topic = self.stage, self._topic(source), self._topic(sink)
+        held: dict[Hashable, list[EventT]] = defaultdict(list)
+
+        async def send(record: Record, received_at: float, compute_s: float) -> None:
+            stamped = record.stamped(stage, received_at, time.time(), compute_s)
+            await sink_topic.send(key=stamped.room_id.encode(), value=encode(stamped))
+
+        def release(key: Hashable) -> None:
+            """Acknowledge a stream's held messages once its open work is done."""
+            for event in held.pop(key, []):
+                event.ack()
+
+        @self.agent(source_topic, name=stage)
+        async def run(stream: StreamT[bytes]) -> None:
+            async for event in stream.noack().events():
+                received_at = time.time()
+                metrics.PROCESSED.labels(stage).inc()
+                try:
+                    record = decode(source.record, event.value)
+                except ValueError as exc:
+                    await self._dead_letter(event, exc, attempts=1)
+                    await stream.ack(event)
+                    continue
+                if record.timings:
+                    metrics.STAGE_QUEUEING.labels(stage).observe(max(0.0, received_at - record.timings[-1].sent_at))
+                await self._attempt(event, lambda: self._drive(transform.process(record, received_at), send))
+                key = transform.stream_key(record)
+                held[key].append(event)
+                if not transform.is_open(key):
+                    release(key)
+
+        @self.timer(EXPIRE_EVERY_S)
+        async def expire() -> None:
+            if self._busy:  # messages are flowing; a quiet stream can wait for the next tick
+                return
+            now = time.time()
+            started = time.perf_counter()
+            closed = await asyncio.get_running_loop().run_in_executor(self.executor, transform.expire, now)
+            for record in closed:
+                await send(record, now, time.perf_counter() - started)
+            for key in [k for k in held if not transform.is_open(k)]:
+                release(key)
+
+    async def _drive(
+        self, outputs: Iterator[Record], send: Callable[[Record, float, float], Awaitable[None]]
+    ) -> None:
+        """Step the transform's generator in the executor; send each output as soon as it exists."""
+        loop = asyncio.get_running_loop()
+        received_at = time.time()
+        self._busy = True
+        try:
+            while True:
+                started = time.perf_counter()
+                record = await loop.run_in_executor(self.executor, next, outputs, _DONE)
+                if record is _DONE:
+                    return
+                await send(record, received_at, time.perf_counter() - started)
+        finally:
+            self._busy = False
+
+    async def _attempt(self, event: EventT, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` with retries and backoff; drops are counted, failures dead-lettered."""
+        for attempt in range(1, len(RETRY_DELAYS_S) + 2):
+            try:
+                await work()
+                return
+            except Dropped as drop:
+                metrics.DROPPED.labels(self.stage, drop.reason).inc()
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+                if attempt > len(RETRY_DELAYS_S):
+                    await self._dead_letter(event, exc, attempts=attempt)
+                    return
+                metrics.RETRIES.labels(self.stage).inc()
+                log.warning("%s attempt %d failed: %r", self.stage, attempt, exc)
+                await asyncio.sleep(RETRY_DELAYS_S[attempt - 1])
+
+    async def _dead_letter(self, event: EventT, error: BaseException, attempts: int) -> None:
+        message = event.message
+        letter = DeadLetter(
+            stage=self.stage,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            error="".join(traceback.format_exception_only(error)).strip(),
+            attempts=attempts,
+            failed_at=time.time(),
+        )
+        metrics.DEAD_LETTERS.labels(self.stage).inc()
+        log.error("%s: dead-lettered %s[%d]@%d: %s", self.stage, letter.topic, letter.partition, letter.offset, letter.error)
+        await self._dlq.send(key=message.key, value=encode(letter))

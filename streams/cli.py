@@ -1,0 +1,224 @@
+"""``dragoman``: the one command. The only module that knows every part of the system."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+# No model hub is reachable: every model loads from a local path.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from streams.settings import Settings, get_settings  # noqa: E402
+
+STAGES = ("stt", "translate", "tts")
+READY_TIMEOUT_S = 300.0
+
+log = logging.getLogger("dragoman")
+
+
+def _require_bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        sys.exit("set DRAGOMAN_KAFKA_BOOTSTRAP (or use `dragoman up`, which starts a broker)")
+    return settings.kafka_bootstrap
+
+
+def _wait_for_signal(poll: Callable[[], str | None] = lambda: None) -> str:
+    """Block until SIGINT/SIGTERM (returns the signal's name) or until ``poll`` returns a reason."""
+    stop = threading.Event()
+    reason: list[str] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        reason.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.wait(0.5):
+        if (why := poll()) is not None:
+            return why
+    return reason[0]
+
+
+# --- subcommands -------------------------------------------------------------------------
+
+
+def cmd_broker(args: argparse.Namespace) -> None:
+    from streams.broker import EmbeddedBroker
+
+    settings = get_settings()
+    with EmbeddedBroker(args.port or settings.broker_port).start(settings.partitions) as broker:
+        print(f"broker ready: {broker.bootstrap}", flush=True)
+        _wait_for_signal()
+
+
+def _worker_port(settings: Settings, stage: str) -> int:
+    return settings.worker_web_port + STAGES.index(stage)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    bootstrap = _require_bootstrap(settings)
+    if args.stage == "all":
+        from streams.supervisor import Supervisor
+
+        supervisor = Supervisor({})
+        for stage in STAGES:
+            supervisor.spawn(stage, ["worker", "--stage", stage])
+        reason = _wait_for_signal(lambda: f"{supervisor.exited()} exited" if supervisor.exited() else None)
+        log.info("stopping workers (%s)", reason)
+        supervisor.stop()
+        return
+
+    import faust
+
+    from agents import stt, translate, tts
+    from streams.app import StageApp
+
+    app = StageApp(args.stage, settings, bootstrap, web_port=_worker_port(settings, args.stage))
+    {"stt": stt.register, "translate": translate.register, "tts": tts.register}[args.stage](app)
+    faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+
+
+def cmd_gateway(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from web.gateway import create_app
+
+    settings = get_settings()
+    if not settings.jwt_secret:
+        sys.exit("set DRAGOMAN_JWT_SECRET (or use `dragoman up`, which makes one)")
+    app = create_app(settings, _require_bootstrap(settings), settings.jwt_secret)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    from web.auth import mint
+
+    secret = get_settings().jwt_secret
+    if not secret:
+        sys.exit("set DRAGOMAN_JWT_SECRET to the gateway's secret")
+    print(mint(secret, args.room, args.user, ttl_s=args.ttl, name=args.name))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from agents import models
+
+    paths = models.ModelPaths(get_settings().models_dir)
+    if args.action == "prepare":
+        written = models.prepare(paths)
+        print(f"{len(written)} files written; all models verified in {paths.root}")
+    elif args.action == "build-test-models":
+        for built in models.build_test_models(paths):
+            print(f"built {built}")
+    else:
+        print(f"{'kind':<5} {'name':<18} {'size':>9}  {'engine':<11} {'languages':<34} path")
+        for model in models.installed(paths):
+            size = f"{model.size_bytes / 1e6:.1f} MB"
+            print(f"{model.kind:<5} {model.name:<18} {size:>9}  {model.engine:<11} {model.languages:<34} {model.path}")
+
+
+def _is_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from agents import models
+    from streams.broker import EmbeddedBroker
+    from streams.supervisor import Supervisor
+    from web.auth import mint
+
+    settings = get_settings()
+    paths = models.ModelPaths(settings.models_dir)
+    models.prepare(paths, progress=sys.stderr.isatty())
+    models.build_test_models(paths)
+
+    broker = None
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        broker = EmbeddedBroker(settings.broker_port).start(settings.partitions)
+        bootstrap = broker.bootstrap
+    secret = settings.jwt_secret or secrets.token_urlsafe(32)
+    supervisor = Supervisor({"DRAGOMAN_KAFKA_BOOTSTRAP": bootstrap, "DRAGOMAN_JWT_SECRET": secret})
+    try:
+        for stage in STAGES:
+            supervisor.spawn(stage, ["worker", "--stage", stage])
+        supervisor.spawn("gateway", ["gateway"])
+        base = f"http://{settings.host}:{settings.port}"
+        probes = [f"{base}/healthz"] + [f"http://127.0.0.1:{_worker_port(settings, s)}/ready" for s in STAGES]
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all(_is_up(url) for url in probes):
+            if supervisor.exited() or time.monotonic() > deadline:
+                sys.exit(f"dragoman up: not ready ({supervisor.exited() or 'timed out'})")
+            time.sleep(0.5)
+        token = mint(secret, "*", "demo", name="Demo")
+        print(f"dragoman ready: {base}/ broker={bootstrap} token={token}", flush=True)
+        reason = _wait_for_signal(lambda: f"{supervisor.exited()} exited" if supervisor.exited() else None)
+        log.warning("stopping (%s)", reason)
+    finally:
+        supervisor.stop()
+        if broker:
+            broker.stop()
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    print("| variable | default | meaning |\n| --- | --- | --- |")
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default is None else str(field.default).replace(str(os.path.expanduser("~")), "~")
+        print(f"| `DRAGOMAN_{name.upper()}` | `{default}` | {field.description} |")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from streams.bench import bench_pipeline
+
+    bench_pipeline(args.messages)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="dragoman", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", help="broker, workers and gateway on this machine").set_defaults(func=cmd_up)
+    broker = sub.add_parser("broker", help="the embedded Kafka-compatible broker (Tansu)")
+    broker.add_argument("--port", type=int, default=0)
+    broker.set_defaults(func=cmd_broker)
+    worker = sub.add_parser("worker", help="one pipeline stage (a Faust app), or all of them")
+    worker.add_argument("--stage", choices=[*STAGES, "all"], required=True)
+    worker.add_argument("--loglevel", default="WARNING")
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("gateway", help="the WebSocket gateway").set_defaults(func=cmd_gateway)
+    token = sub.add_parser("token", help="mint a client token (needs DRAGOMAN_JWT_SECRET)")
+    token.add_argument("--room", required=True, help="a room id, or '*' for any room")
+    token.add_argument("--user", required=True)
+    token.add_argument("--name")
+    token.add_argument("--ttl", type=float, default=24 * 3600, help="seconds")
+    token.set_defaults(func=cmd_token)
+    model = sub.add_parser("models", help="model weights")
+    model.add_argument("action", choices=["list", "prepare", "build-test-models"])
+    model.set_defaults(func=cmd_models)
+    sub.add_parser("config", help="print every setting as a Markdown table").set_defaults(func=cmd_config)
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench.add_argument("what", choices=["pipeline"])
+    bench.add_argument("--messages", type=int, default=200)
+    bench.set_defaults(func=cmd_bench)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

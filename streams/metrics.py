@@ -1,0 +1,63 @@
+"""Prometheus metrics, defined once and shared by every process.
+
+Stage latency is read off the messages themselves (each carries its stages'
+timings), so the gateway, which sees every stage's output, observes all of it
+in one place; workers count what only they see: drops, retries, dead letters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from schemas import Record
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+STAGE_PROCESSING = Histogram(
+    "dragoman_stage_processing_seconds",
+    "Time a stage spent on a message (received to sent), by stage.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_QUEUEING = Histogram(
+    "dragoman_stage_queueing_seconds",
+    "Time a message waited between the previous stage sending it and this stage taking it.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_COMPUTE = Histogram(
+    "dragoman_stage_compute_seconds",
+    "Model inference time inside a stage, by stage.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END = Histogram(
+    "dragoman_end_to_end_seconds",
+    "End of speech to delivery at the gateway: path=final_caption (original final) or first_audio.",
+    ["path"],
+    buckets=LATENCY_BUCKETS,
+)
+DROPPED = Counter(
+    "dragoman_dropped_total",
+    "Frames or messages dropped on purpose, by where and why (stale, duplicate, bad_frame, slow_client, ...).",
+    ["stage", "reason"],
+)
+RETRIES = Counter("dragoman_retries_total", "Transform attempts that failed and were retried.", ["stage"])
+DEAD_LETTERS = Counter("dragoman_dead_letters_total", "Messages sent to pipeline.dlq.", ["stage"])
+PROCESSED = Counter("dragoman_processed_total", "Messages a stage consumed.", ["stage"])
+CONNECTIONS = Gauge("dragoman_connections", "Open client WebSockets on this gateway.", ["endpoint"])
+
+
+def observe_last_stage(record: Record) -> None:
+    """Observe the stage that produced ``record`` (its last timing) and the wait before it.
+
+    Only the last timing: earlier stages were observed on their own outputs.
+    """
+    if not record.timings:
+        return
+    last = record.timings[-1]
+    STAGE_PROCESSING.labels(last.stage).observe(max(0.0, last.sent_at - last.received_at))
+    if last.compute_s:
+        STAGE_COMPUTE.labels(last.stage).observe(last.compute_s)
+    if len(record.timings) > 1:
+        STAGE_QUEUEING.labels(last.stage).observe(max(0.0, last.received_at - record.timings[-2].sent_at))

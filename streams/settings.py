@@ -1,0 +1,101 @@
+"""All of Dragoman's configuration, in one object.
+
+Every field reads the environment variable ``DRAGOMAN_<FIELD NAME>`` (upper
+case). The description beside each field is its documentation; ``dragoman
+config`` prints them as a table, and README's table is that output.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DRAGOMAN_", frozen=True)
+
+    # --- broker -------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="host:port[,host:port] of an external Kafka. Unset: `up` starts the embedded Tansu broker.",
+    )
+    broker_port: int = Field(
+        0, description="Port of the embedded broker on 127.0.0.1; 0 picks a free one."
+    )
+    partitions: int = Field(
+        4, ge=1, description="Partitions of every meeting topic (all keyed by room_id, so co-partitioned)."
+    )
+    fetch_max_wait_ms: int = Field(
+        20,
+        ge=1,
+        description="Consumer fetch wait. Tansu never wakes a waiting fetch, so this is its delivery latency; "
+        "5 ms stalls a backlog, Faust's own 1500 ms makes a 3-stage chain take 1.5 s.",
+    )
+    session_timeout_s: float = Field(
+        6.0, gt=0, description="Consumer group session timeout; a new group waits about half of it on Tansu."
+    )
+
+    # --- gateway ------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Gateway listen address.")
+    port: int = Field(8080, description="Gateway listen port.")
+    jwt_secret: str | None = Field(
+        None, description="HS256 secret for client tokens. Unset: `up` makes a random one and prints a token."
+    )
+    frame_group_ms: int = Field(
+        100, ge=10, le=1000, description="The gateway groups client PCM into audio.raw messages of this length."
+    )
+    send_queue_frames: int = Field(
+        64,
+        ge=1,
+        description="Per-connection outbound queue; when full the oldest audio is dropped (reason=slow_client).",
+    )
+    max_ingest_backlog: int = Field(
+        256,
+        ge=1,
+        description="Audio messages a gateway may have in flight to the broker; beyond it clients get `overloaded`.",
+    )
+
+    # --- models -------------------------------------------------------------
+    models_dir: Path = Field(
+        Path.home() / ".cache" / "dragoman" / "models",
+        description="Where `dragoman models prepare` puts weights and engines load them from.",
+    )
+    stt_model: str = Field("base", description="Whisper model (a directory under models_dir/whisper) for non-English speech.")
+    stt_model_en: str = Field("tiny.en", description="Whisper model for English speech.")
+    stt_device: str = Field("auto", description="`cpu`, `cuda`, or `auto` (cuda when present).")
+    stt_compute_type: str = Field("int8", description="CTranslate2 compute type for Whisper (int8, float16, ...).")
+    nllb_model: str = Field(
+        "nllb-test", description="NLLB model directory under models_dir/nllb (`nllb-test` is the locally built one)."
+    )
+
+    # --- real-time behaviour --------------------------------------------------
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability that counts as speech.")
+    vad_hangover_ms: int = Field(
+        500, ge=100, description="Silence after speech that ends an utterance (the final caption's floor latency)."
+    )
+    max_utterance_s: float = Field(15.0, gt=1, description="Longer speech is cut at its quietest point.")
+    partial_interval_s: float = Field(
+        1.0, gt=0, description="New audio between two partial hypotheses of one utterance."
+    )
+    stale_after_s: float = Field(
+        10.0,
+        gt=0,
+        description="Work older than this (since its speech ended or was captured) is dropped, reason=stale.",
+    )
+    stage_concurrency: int = Field(
+        1, ge=1, description="Inference threads per stage process (scale out with more workers, not threads)."
+    )
+
+    # --- observability --------------------------------------------------------
+    worker_web_port: int = Field(
+        6066, description="First worker's Faust web port (/metrics); stages stt, translate, tts take it, +1, +2."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,58 @@
+"""What a pipeline stage is, apart from Kafka: the contract between a stage's
+pure transform (in ``agents/``) and the one Faust loop that drives every stage
+(:mod:`streams.app`). Nothing here imports Faust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from typing import Protocol, TypeVar
+
+from schemas import Record
+
+InT = TypeVar("InT", bound=Record, contravariant=True)
+OutT = TypeVar("OutT", bound=Record, covariant=True)
+
+
+class Dropped(Exception):
+    """Raised by a transform to drop its input on purpose; counted by ``reason``, never retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StageTransform(Protocol[InT, OutT]):
+    """A stage's logic: records in, records out, no I/O.
+
+    ``process`` is a generator so each output leaves as soon as it is made
+    (a partial caption, one synthesized sentence). It runs in a worker
+    thread, one step at a time, and may block on a model.
+
+    A transform that keeps state across messages (STT's open utterances)
+    names the stream a message belongs to; while ``is_open(key)``, that
+    stream's source messages stay unacknowledged, so a crash replays them.
+    """
+
+    def process(self, record: InT, received_at: float) -> Iterator[OutT]: ...
+
+    def stream_key(self, record: InT) -> Hashable: ...
+
+    def is_open(self, key: Hashable) -> bool: ...
+
+    def expire(self, now: float) -> list[OutT]:
+        """Close streams that went quiet (a client vanished mid-utterance); their outputs."""
+        ...
+
+
+class Stateless:
+    """The stream-keeping half of :class:`StageTransform` for transforms that keep none."""
+
+    def stream_key(self, record: Record) -> Hashable:
+        return None
+
+    def is_open(self, key: Hashable) -> bool:
+        return False
+
+    def expire(self, now: float) -> list[Record]:
+        return []

@@ -1,0 +1,51 @@
+"""Child processes for ``dragoman up`` and ``worker --stage all``.
+
+Children die with their parent (PR_SET_PDEATHSIG), are stopped with SIGTERM
+and, after a grace period, SIGKILL: Faust can hang in shutdown for 30 s+ when
+stopped soon after starting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from streams.broker import _die_with_parent
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 8.0
+
+
+class Supervisor:
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = {**os.environ, **env}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, name: str, args: Sequence[str]) -> None:
+        """Start ``dragoman <args>`` as child ``name``."""
+        command = [sys.executable, "-m", "streams.cli", *args]
+        self._children[name] = subprocess.Popen(command, env=self._env, preexec_fn=_die_with_parent)
+
+    def exited(self) -> list[tuple[str, int]]:
+        """Children that are no longer running, with their exit codes."""
+        return [(name, code) for name, p in self._children.items() if (code := p.poll()) is not None]
+
+    def stop(self) -> None:
+        for child in self._children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_S
+        for name, child in self._children.items():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killing it", name, GRACE_S)
+                child.kill()
+                child.wait()
+        self._children.clear()

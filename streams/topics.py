@@ -1,0 +1,53 @@
+"""The topics of a meeting: names, record types, partitioning and retention.
+
+Every meeting topic is keyed by ``room_id`` and has the same partition count,
+so one room's events stay in order on one partition, and the room's state in
+a table lives beside the room's audio and text (Faust co-partitions them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from schemas import AudioFrame, DeadLetter, RoomEvent, SynthesizedAudio, Transcript, Translation
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    record: type[BaseModel]
+    compacted: bool = False
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def codec(self) -> str:
+        """The Faust codec name registered for this topic's record (see streams.codecs)."""
+        return f"dragoman.{self.record.__name__}"
+
+    def kafka_config(self) -> dict[str, str]:
+        base = {"cleanup.policy": "compact"} if self.compacted else {"retention.ms": str(24 * 3600 * 1000)}
+        return {**base, **self.config}
+
+
+ROOM_EVENTS = TopicSpec("room.events", RoomEvent)
+AUDIO_RAW = TopicSpec("audio.raw", AudioFrame)
+TEXT_ORIGINAL = TopicSpec("text.original", Transcript)
+TEXT_TRANSLATED = TopicSpec("text.translated", Translation)
+AUDIO_SYNTHESIZED = TopicSpec("audio.synthesized", SynthesizedAudio)
+DLQ = TopicSpec("pipeline.dlq", DeadLetter, config={"retention.ms": str(7 * 24 * 3600 * 1000)})
+
+MEETING_TOPICS: tuple[TopicSpec, ...] = (
+    ROOM_EVENTS,
+    AUDIO_RAW,
+    TEXT_ORIGINAL,
+    TEXT_TRANSLATED,
+    AUDIO_SYNTHESIZED,
+    DLQ,
+)
+
+EGRESS_TOPICS: tuple[TopicSpec, ...] = (TEXT_ORIGINAL, TEXT_TRANSLATED, AUDIO_SYNTHESIZED)
+"""What the gateway's egress consumer reads and fans out to listeners."""
+
+BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in MEETING_TOPICS}

@@ -1,0 +1,36 @@
+"""Faust's aiokafka transport with the consumer fetch wait as a setting.
+
+Faust hard-codes ``fetch_max_wait_ms=1500`` for its consumers. Tansu (the
+embedded broker) never wakes a waiting fetch when data arrives, so that wait
+*is* each hop's delivery latency: 1.5 s per stage. This transport is
+registered under the ``dragoman://`` URL scheme through Faust's own
+``faust.transports`` entry point (see pyproject.toml), and sets the wait from
+``Settings.fetch_max_wait_ms`` on every consumer Faust creates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import aiokafka
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.settings import get_settings
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # AIOKafkaConsumer keeps the constructor argument here until start()
+        # builds its fetcher; tests/test_transport.py checks it reaches the fetcher.
+        consumer._fetch_max_wait_ms = get_settings().fetch_max_wait_ms
+        return consumer
+
+
+class Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer: ClassVar[Any] = Consumer

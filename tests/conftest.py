@@ -1,0 +1,69 @@
+"""Shared fixtures. The ``meeting`` fixture runs the real thing: ``dragoman up`` on a free port,
+with its embedded broker, three workers and the gateway, once per test session."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from streams.broker import free_port
+
+READY = re.compile(r"dragoman ready: (?P<url>\S+) broker=(?P<broker>\S+) token=(?P<token>\S+)")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@dataclass(frozen=True)
+class Meeting:
+    url: str
+    ws_url: str
+    broker: str
+    token: str
+    secret: str
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def meeting() -> Iterator[Meeting]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "up.log"
+    secret = "test-secret-" + os.urandom(8).hex()
+    port, worker_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DRAGOMAN_PORT": str(port),
+        "DRAGOMAN_WORKER_WEB_PORT": str(worker_port),
+        "DRAGOMAN_JWT_SECRET": secret,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DRAGOMAN_KAFKA_BOOTSTRAP", None)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        assert process.stdout is not None
+        deadline = time.monotonic() + 400
+        match = None
+        for line in process.stdout:
+            log.write(line)
+            if (match := READY.search(line)) or time.monotonic() > deadline:
+                break
+        if match is None:
+            process.kill()
+            pytest.fail(f"dragoman up never got ready; see {log_path}")
+        url = match["url"].rstrip("/")
+        yield Meeting(url, url.replace("http", "ws", 1), match["broker"], match["token"], secret, log_path)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise

@@ -1,0 +1,342 @@
+"""The gateway: client WebSockets in and out of the pipeline (PROTOCOL.md).
+
+Ingest (``/ws/audio``) produces ``audio.raw`` and ``room.events``; egress is
+one consumer per process that reads the output topics from the tail and
+fans each record out to the local sockets the :class:`Router` picks. The two
+share nothing but the event loop: a failing egress is restarted on its own
+and never stops ingest, and the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from schemas import SAMPLE_RATE, Record, RoomEvent, RoomEventKind, SynthesizedAudio, Transcript, decode, encode
+from streams import metrics
+from streams.languages import SUPPORTED_LANGUAGES
+from streams.settings import Settings
+from streams.topics import AUDIO_RAW, BY_NAME, EGRESS_TOPICS, ROOM_EVENTS
+from web import auth
+from web.ingest import MAX_FRAME_BYTES, BadFrame, FrameGrouper
+from web.routing import Connection, Outbox, Router, error_message
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_POLICY = 1008
+EGRESS_RESTART_DELAY_S = 1.0
+
+
+class Gateway:
+    """Kafka clients and local connections of one gateway process."""
+
+    def __init__(self, settings: Settings, bootstrap: str, jwt_secret: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.jwt_secret = jwt_secret
+        self.router = Router()
+        self.producer: AIOKafkaProducer | None = None
+        self.egress_running = False
+        self._in_flight = 0
+        self._egress_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self, app: web.Application) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0, enable_idempotence=False)
+        await self.producer.start()
+        self._egress_task = asyncio.create_task(self._egress_forever())
+
+    async def stop(self, app: web.Application) -> None:
+        if self._egress_task:
+            self._egress_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._egress_task
+        if self.producer:
+            await self.producer.stop()
+
+    # -- ingest -----------------------------------------------------------------------
+
+    def overloaded(self) -> bool:
+        return self._in_flight >= self.settings.max_ingest_backlog
+
+    async def produce(self, record: Record) -> None:
+        """Send without waiting for delivery; the in-flight count is what overload is judged by."""
+        assert self.producer is not None
+        spec = ROOM_EVENTS if isinstance(record, RoomEvent) else AUDIO_RAW
+        delivery = await self.producer.send(spec.name, key=record.room_id.encode(), value=encode(record))
+        self._in_flight += 1
+        delivery.add_done_callback(self._delivered)
+
+    def _delivered(self, delivery: asyncio.Future[Any]) -> None:
+        self._in_flight -= 1
+        if not delivery.cancelled() and delivery.exception() is not None:
+            log.error("produce failed: %r", delivery.exception())
+
+    # -- egress -------------------------------------------------------------------------
+
+    async def _egress_forever(self) -> None:
+        while True:
+            try:
+                await self._egress()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("egress consumer failed; restarting")
+            self.egress_running = False
+            await asyncio.sleep(EGRESS_RESTART_DELAY_S)
+
+    async def _egress(self) -> None:
+        # No group: this process reads every partition itself, from the tail.
+        consumer = AIOKafkaConsumer(
+            *(spec.name for spec in EGRESS_TOPICS),
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+        )
+        await consumer.start()
+        self.egress_running = True
+        try:
+            async for message in consumer:
+                try:
+                    record = decode(BY_NAME[message.topic].record, message.value)
+                except ValueError as exc:
+                    log.warning("egress: undecodable %s@%d: %s", message.topic, message.offset, exc)
+                    continue
+                self.deliver(record)
+        finally:
+            await consumer.stop()
+
+    def deliver(self, record: Record) -> None:
+        now = time.time()
+        metrics.observe_last_stage(record)
+        if isinstance(record, Transcript) and record.is_final and record.language == getattr(
+            record, "source_language", record.language
+        ):
+            metrics.END_TO_END.labels("final_caption").observe(now - record.speech_ended_at)
+        if isinstance(record, SynthesizedAudio) and record.chunk_index == 0:
+            metrics.END_TO_END.labels("first_audio").observe(now - record.speech_ended_at)
+        for connection, messages in self.router.route(record):
+            for message in messages:
+                connection.outbox.put(message)
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+async def _open(request: web.Request) -> tuple[web.WebSocketResponse, auth.Claims | None]:
+    """Accept the socket, then authenticate; a bad token is closed with 4001 before any room message."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
+    await ws.prepare(request)
+    gateway = request.app[GATEWAY]
+    try:
+        claims = auth.verify(gateway.jwt_secret, request.query.get("token"), request.match_info["room"])
+    except auth.Unauthorized as exc:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=f"unauthorized: {exc}".encode()[:120])
+        return ws, None
+    return ws, claims
+
+
+async def _refuse_language(ws: web.WebSocketResponse, *codes: str | None) -> bool:
+    bad = [code for code in codes if code is not None and code not in SUPPORTED_LANGUAGES]
+    if bad:
+        await ws.send_str(error_message("unsupported_language", f"unsupported language code {bad[0]!r}"))
+        await ws.close(code=CLOSE_POLICY, message=b"unsupported_language")
+    return bool(bad)
+
+
+async def _pump(ws: web.WebSocketResponse, outbox: Outbox) -> None:
+    """Send a connection's outbox in order until the socket closes."""
+    while not ws.closed:
+        item = await outbox.get()
+        if isinstance(item, bytes):
+            await ws.send_bytes(item)
+        else:
+            await ws.send_str(item)
+
+
+async def _serve(
+    ws: web.WebSocketResponse,
+    connection: Connection,
+    gateway: Gateway,
+    on_message: Callable[[Any], Awaitable[None]],
+    endpoint: str,
+) -> None:
+    """Register ``connection`` with the router, feed client messages to ``on_message``, clean up."""
+    gateway.router.add(connection)
+    metrics.CONNECTIONS.labels(endpoint).inc()
+    pump = asyncio.create_task(_pump(ws, connection.outbox))
+    try:
+        async for message in ws:
+            await on_message(message)
+    finally:
+        pump.cancel()
+        gateway.router.remove(connection)
+        metrics.CONNECTIONS.labels(endpoint).dec()
+
+
+def _room_event(kind: RoomEventKind, connection: Connection, name: str, speak: str | None) -> RoomEvent:
+    return RoomEvent(
+        room_id=connection.room_id,
+        kind=kind,
+        session_id=connection.session_id,
+        user_id=connection.user_id,
+        name=name,
+        speak=speak,
+        listen=connection.language or "",
+        at=time.time(),
+    )
+
+
+async def audio_socket(request: web.Request) -> web.WebSocketResponse:
+    ws, claims = await _open(request)
+    if claims is None:
+        return ws
+    gateway = request.app[GATEWAY]
+    room_id = request.match_info["room"]
+    speak = request.query.get("speak", "en")
+    listen = request.query.get("listen", speak)
+    if await _refuse_language(ws, speak, listen):
+        return ws
+    session_id = uuid.uuid4().hex
+    connection = Connection("audio", room_id, session_id, claims.user_id, listen, Outbox(gateway.settings.send_queue_frames))
+    grouper = FrameGrouper(room_id, session_id, claims.user_id, gateway.settings.frame_group_ms)
+    await ws.send_json(
+        {
+            "type": "session",
+            "session_id": session_id,
+            "room_id": room_id,
+            "user_id": claims.user_id,
+            "speak": speak,
+            "listen": listen,
+            "sample_rate": SAMPLE_RATE,
+        }
+    )
+    await gateway.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, speak))
+
+    async def send_audio(pcm: bytes) -> None:
+        try:
+            frames = grouper.push(pcm, speak)
+        except BadFrame as exc:
+            await ws.send_str(error_message("bad_frame", str(exc)))
+            return
+        if frames and gateway.overloaded():
+            metrics.DROPPED.labels("gateway", "overloaded").inc(len(frames))
+            await ws.send_str(error_message("overloaded", "the server is shedding load: audio was dropped"))
+            return
+        for frame in frames:
+            await gateway.produce(frame)
+
+    async def on_message(message: Any) -> None:
+        nonlocal speak, listen
+        if message.type == WSMsgType.BINARY:
+            await send_audio(message.data)
+            return
+        if message.type != WSMsgType.TEXT:
+            return
+        try:
+            command = json.loads(message.data)
+            kind = command["type"] if isinstance(command, dict) else None
+        except (ValueError, KeyError):
+            await ws.send_str(error_message("bad_request", "text frames must be JSON objects with a 'type'"))
+            return
+        if kind == "ping":
+            await ws.send_json({"type": "pong"})
+        elif kind == "flush":
+            for frame in grouper.flush(speak, end_of_utterance=True):
+                await gateway.produce(frame)
+        elif kind == "audio":
+            try:
+                pcm = base64.b64decode(str(command.get("pcm_b64", "")), validate=True)
+            except (binascii.Error, ValueError):
+                await ws.send_str(error_message("bad_frame", "pcm_b64 is not valid base64"))
+                return
+            await send_audio(pcm)
+        elif kind == "languages":
+            new_speak, new_listen = command.get("speak", speak), command.get("listen", listen)
+            if not all(isinstance(c, str) and c in SUPPORTED_LANGUAGES for c in (new_speak, new_listen)):
+                await ws.send_str(error_message("unsupported_language", f"unsupported: {new_speak!r}/{new_listen!r}"))
+                return
+            for frame in grouper.flush(speak, end_of_utterance=False):
+                await gateway.produce(frame)
+            speak, listen = new_speak, new_listen
+            connection.language = listen
+            await gateway.produce(_room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak))
+        else:
+            await ws.send_str(error_message("bad_request", f"unknown message type {kind!r}"))
+
+    try:
+        await _serve(ws, connection, gateway, on_message, "audio")
+    finally:
+        for frame in grouper.flush(speak, end_of_utterance=True):
+            await gateway.produce(frame)
+        await gateway.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, speak))
+    return ws
+
+
+async def captions_socket(request: web.Request) -> web.WebSocketResponse:
+    ws, claims = await _open(request)
+    if claims is None:
+        return ws
+    gateway = request.app[GATEWAY]
+    language = request.query.get("language")
+    if await _refuse_language(ws, language):
+        return ws
+    connection = Connection(
+        "captions", request.match_info["room"], uuid.uuid4().hex, claims.user_id, language,
+        Outbox(gateway.settings.send_queue_frames),
+    )  # fmt: skip
+    # A viewer asking for a language is a listener of it: the room translates into it.
+    if language:
+        await gateway.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, None))
+
+    async def on_message(message: Any) -> None:
+        if message.type == WSMsgType.TEXT and message.data.strip() == '{"type": "ping"}':
+            await ws.send_json({"type": "pong"})
+
+    try:
+        await _serve(ws, connection, gateway, on_message, "captions")
+    finally:
+        if language:
+            await gateway.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, None))
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    healthy = gateway.producer is not None and gateway.egress_running
+    body = {"status": "ok" if healthy else "degraded", "egress": gateway.egress_running, "bootstrap": gateway.bootstrap}
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Application:
+    app = web.Application()
+    gateway = Gateway(settings, bootstrap, jwt_secret)
+    app[GATEWAY] = gateway
+    app.on_startup.append(gateway.start)
+    app.on_cleanup.append(gateway.stop)
+    app.router.add_get("/ws/audio/{room}", audio_socket)
+    app.router.add_get("/ws/captions/{room}", captions_socket)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    return app
