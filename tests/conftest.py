@@ -35,7 +35,7 @@ class Meeting:
 def meeting() -> Iterator[Meeting]:
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "up.log"
-    secret = "test-secret-" + os.urandom(8).hex()
+    secret = "test-secret-" + os.urandom(16).hex()
     port, worker_port = free_port(), free_port()
     env = {
         **os.environ,

@@ -1,0 +1,57 @@
+"""Fake engines for tests only: deterministic stand-ins behind the real Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from agents.engines.protocols import Float32Audio
+
+SENTENCE = "the quick brown fox jumps over the lazy dog and runs far away into the woods".split()
+
+
+class GrowingRecognizer:
+    """Hears one word per 0.4 s of audio, and gets the newest word wrong (as a real decoder
+    does with a word cut mid-way), so LocalAgreement has something to disagree on."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+
+    def supports(self, language: str) -> bool:
+        return True
+
+    def transcribe(self, audio: Float32Audio, language: str) -> str:
+        self.calls.append((len(audio), language))
+        words = SENTENCE[: max(1, int(len(audio) / 16_000 / 0.4))]
+        return " ".join([*words[:-1], words[-1][:2] + "-"])
+
+
+class EchoTranslator:
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, tuple[str, ...]]] = []
+
+    def translate(self, text: str, source: str, targets: Sequence[str]) -> dict[str, str]:
+        self.calls.append((text, source, tuple(targets)))
+        return {target: f"[{target}] {text}" for target in targets}
+
+
+class ToneSynthesizer:
+    """0.7 s of a 440 Hz tone per sentence."""
+
+    name = "tone"
+
+    def __init__(self, languages: set[str]) -> None:
+        self.languages = languages
+
+    def supports(self, language: str) -> bool:
+        return language in self.languages
+
+    def synthesize(self, text: str, language: str) -> Iterator[Float32Audio]:
+        for _sentence in filter(None, text.split(".")):
+            t = np.arange(int(16_000 * 0.7)) / 16_000
+            yield (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

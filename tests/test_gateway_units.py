@@ -1,0 +1,129 @@
+"""Gateway pieces without sockets: token checks, frame grouping, routing, the bounded outbox, room state."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jwt
+import pytest
+
+from schemas import RoomEvent, RoomEventKind, SynthesizedAudio, Transcript, Translation
+from streams.rooms import apply_event, listening_languages
+from web import auth
+from web.ingest import BadFrame, FrameGrouper
+from web.routing import Connection, Outbox, Router
+
+K = "test-secret-of-at-least-32-bytes!"
+
+
+def test_tokens_verify_for_their_room_or_any() -> None:
+    assert auth.verify(K, auth.mint(K, "r1", "u1", name="Ann"), "r1") == auth.Claims("u1", "r1", "Ann")
+    assert auth.verify(K, auth.mint(K, "*", "u1"), "r9").user_id == "u1"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        "not.a.jwt",
+        auth.mint("another-secret-of-at-least-32-bytes", "r1", "u1"),
+        auth.mint(K, "r2", "u1"),
+        auth.mint(K, "r1", "u1", ttl_s=-10),
+        jwt.encode({"sub": "u1", "room": "r1"}, K, algorithm="HS256"),  # no exp
+    ],
+)
+def test_bad_tokens_are_refused(token: str | None) -> None:
+    with pytest.raises(auth.Unauthorized):
+        auth.verify(K, token, "r1")
+
+
+def test_frames_are_grouped_to_about_100_ms_and_numbered() -> None:
+    grouper = FrameGrouper("r", "s", "u", group_ms=100, clock=lambda: 50.0)
+    out = []
+    for _ in range(10):
+        out += grouper.push(b"\x00\x00" * 320, "es")  # 20 ms frames
+    assert [f.sequence_number for f in out] == [0, 1]
+    assert all(len(f.pcm) == 3200 and f.language == "es" for f in out)
+    assert out[0].captured_at == pytest.approx(50.0 - 0.02)
+    assert out[0].timings[0].stage == "gateway"
+    tail = grouper.push(b"\x00\x00" * 100, "es") + grouper.flush("es", end_of_utterance=True)
+    assert [(f.sequence_number, len(f.pcm), f.end_of_utterance) for f in tail] == [(2, 200, False), (3, 0, True)]
+
+
+@pytest.mark.parametrize("pcm", [b"", b"\x00" * 3, b"\x00" * 32_002])
+def test_malformed_frames_are_refused(pcm: bytes) -> None:
+    with pytest.raises(BadFrame):
+        FrameGrouper("r", "s", "u", 100).push(pcm, "en")
+
+
+def _transcript(language: str = "es", **extra: object) -> Transcript:
+    fields = dict(
+        room_id="r", speaker_id="carlos", utterance_id="s:0", revision=0, language=language, text="hola",
+        is_final=True, audio_start_s=0.0, audio_end_s=1.0, speech_ended_at=time.time(),
+    )  # fmt: skip
+    if extra:
+        return Translation(**{**fields, **extra})  # type: ignore[arg-type]
+    return Transcript(**fields)  # type: ignore[arg-type]
+
+
+def _chunk(index: int, is_last: bool, pcm: bytes = b"\x01\x00" * 4) -> SynthesizedAudio:
+    return SynthesizedAudio(
+        room_id="r", speaker_id="carlos", utterance_id="s:0", language="en", chunk_index=index, is_last=is_last,
+        pcm=pcm, speech_ended_at=1.0,
+    )  # fmt: skip
+
+
+def test_routing_by_room_language_and_never_to_the_speaker() -> None:
+    router = Router()
+    ana_audio = Connection("audio", "r", "a1", "ana", "en")
+    carlos_audio = Connection("audio", "r", "c1", "carlos", "en")  # listens in English, but is the speaker
+    ana_captions_en = Connection("captions", "r", "a2", "ana", "en")
+    all_captions = Connection("captions", "r", "b1", "bo", None)
+    elsewhere = Connection("captions", "other-room", "x1", "xi", None)
+    for connection in (ana_audio, carlos_audio, ana_captions_en, all_captions, elsewhere):
+        router.add(connection)
+
+    original = dict(router.route(_transcript("es")))
+    assert set(original) == {all_captions}
+    assert json.loads(original[all_captions][0])["source_language"] == "es"
+
+    english = dict(router.route(_transcript("en", source_language="es", target_language="en")))
+    assert set(english) == {all_captions, ana_captions_en}
+
+    first = dict(router.route(_chunk(0, is_last=False)))
+    assert set(first) == {ana_audio}
+    start, pcm = first[ana_audio]
+    assert json.loads(start)["type"] == "audio_start" and isinstance(pcm, bytes)
+    last = dict(router.route(_chunk(1, is_last=True, pcm=b"")))
+    assert [json.loads(m)["type"] for m in last[ana_audio]] == ["audio_end"]
+
+    router.remove(ana_audio)
+    assert router.route(_chunk(0, is_last=False)) == []
+
+
+async def test_a_full_outbox_drops_the_oldest_audio_and_says_so() -> None:
+    outbox = Outbox(capacity=3)
+    outbox.put('{"event": "caption"}')
+    outbox.put(b"audio-1")
+    outbox.put(b"audio-2")
+    outbox.put(b"audio-3")
+    got = [await outbox.get() for _ in range(4)]
+    assert got[0] == '{"event": "caption"}'
+    assert b"audio-1" not in got and b"audio-3" in got
+    assert any(isinstance(m, str) and json.loads(m).get("code") == "overloaded" for m in got)
+    assert outbox.dropped == 1
+
+
+def test_room_state_is_a_fold_over_events() -> None:
+    def event(kind: RoomEventKind, session: str, listen: str, speak: str | None = "en") -> RoomEvent:
+        return RoomEvent(room_id="r", kind=kind, session_id=session, user_id=session, speak=speak, listen=listen, at=0)
+
+    state: dict[str, dict[str, object]] = {}
+    state = apply_event(state, event(RoomEventKind.JOINED, "a", "en"))
+    state = apply_event(state, event(RoomEventKind.JOINED, "b", "es"))
+    state = apply_event(state, event(RoomEventKind.LANGUAGES_CHANGED, "b", "de"))
+    assert listening_languages(state) == {"en", "de"}
+    state = apply_event(state, event(RoomEventKind.LEFT, "a", "en"))
+    assert listening_languages(state) == {"de"}

@@ -1,0 +1,106 @@
+"""PROTOCOL.md's rules against the live gateway of `dragoman up`: one test per rule, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.conftest import Meeting
+from tests.test_meeting import http, socket_url  # noqa: F401 - the ``http`` fixture
+from web.auth import mint
+
+pytestmark = pytest.mark.integration
+
+
+def room() -> str:
+    return f"room-{uuid.uuid4().hex[:8]}"
+
+
+async def next_json(ws: aiohttp.ClientWebSocketResponse) -> dict[str, object]:
+    message = await ws.receive(timeout=10)
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    return dict(json.loads(message.data))
+
+
+@pytest.mark.parametrize("endpoint", ["audio", "captions"])
+@pytest.mark.parametrize(
+    "token",
+    ["", "garbage", "wrong-signature", "other-room", "expired"],
+)
+async def test_bad_tokens_are_closed_with_4001_before_any_message(
+    meeting: Meeting, http: aiohttp.ClientSession, endpoint: str, token: str
+) -> None:
+    name = room()
+    value = {
+        "": "",
+        "garbage": "garbage",
+        "wrong-signature": mint("not-the-gateway-secret-32-bytes-long", name, "u"),
+        "other-room": mint(meeting.secret, "another-room", "u"),
+        "expired": mint(meeting.secret, name, "u", ttl_s=-5),
+    }[token]
+    ws = await http.ws_connect(f"{meeting.ws_url}/ws/{endpoint}/{name}?token={value}")
+    message = await ws.receive(timeout=10)
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 4001
+
+
+async def test_unsupported_language_is_refused_with_1008(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    ws = await http.ws_connect(socket_url(meeting, "audio", room(), "u", speak="xx", listen="en"))
+    error = await next_json(ws)
+    assert error["type"] == "error" and error["code"] == "unsupported_language"
+    assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 1008
+
+
+async def test_recoverable_errors_leave_the_connection_open(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    ws = await http.ws_connect(socket_url(meeting, "audio", room(), "u", speak="en", listen="en"))
+    session = await next_json(ws)
+    assert session["type"] == "session" and session["sample_rate"] == 16_000
+    await ws.send_bytes(b"\x00" * 3)
+    assert (await next_json(ws))["code"] == "bad_frame"
+    await ws.send_str("{not json")
+    assert (await next_json(ws))["code"] == "bad_request"
+    await ws.send_str(json.dumps({"type": "dance"}))
+    assert (await next_json(ws))["code"] == "bad_request"
+    await ws.send_str(json.dumps({"type": "audio", "pcm_b64": "***"}))
+    assert (await next_json(ws))["code"] == "bad_frame"
+    await ws.send_str(json.dumps({"type": "languages", "speak": "en", "listen": "zz"}))
+    assert (await next_json(ws))["code"] == "unsupported_language"
+    await ws.send_str(json.dumps({"type": "audio", "pcm_b64": base64.b64encode(b"\x00\x00" * 160).decode()}))
+    await ws.send_str(json.dumps({"type": "ping"}))
+    assert await next_json(ws) == {"type": "pong"}
+    await ws.close()
+
+
+async def test_oversized_frames_are_closed_with_1009(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    ws = await http.ws_connect(socket_url(meeting, "audio", room(), "u"))
+    await next_json(ws)
+    await ws.send_bytes(b"\x00" * 40_000)
+    while (message := await ws.receive(timeout=10)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+        pass
+    assert ws.close_code == 1009
+
+
+async def test_health_and_metrics_answer(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{meeting.url}/healthz") as response:
+        assert response.status == 200 and (await response.json())["status"] == "ok"
+    async with http.get(f"{meeting.url}/metrics") as response:
+        assert "dragoman_connections" in await response.text()
+
+
+async def test_one_clients_garbage_does_not_touch_anothers_session(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    name = room()
+    good = await http.ws_connect(socket_url(meeting, "audio", name, "good"))
+    bad = await http.ws_connect(socket_url(meeting, "audio", name, "bad"))
+    await next_json(good)
+    await next_json(bad)
+    await bad.send_bytes(b"\x00" * 40_001)
+    await asyncio.sleep(0.5)
+    await good.send_str(json.dumps({"type": "ping"}))
+    assert await next_json(good) == {"type": "pong"}
+    await good.close()

@@ -1,0 +1,139 @@
+"""The STT transform, called directly: real Silero VAD on recorded speech, a fake recognizer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agents.engines.silero import SileroVad
+from agents.models import ModelPaths
+from agents.stt import LocalAgreement, SpeechToText, SttConfig, clean_hypothesis
+from schemas import AudioFrame, Transcript
+from streams.settings import get_settings
+from streams.stage import Dropped
+from tests.fakes import GrowingRecognizer
+from tests.speech import prompt_pcm, silence
+
+FRAME = 3_200  # 100 ms
+
+
+@pytest.fixture(scope="module")
+def vad() -> SileroVad:
+    return SileroVad(ModelPaths(get_settings().models_dir).vad)
+
+
+def frames(pcm: bytes, start_at: float = 1000.0, session: str = "s1") -> Iterator[AudioFrame]:
+    for index, offset in enumerate(range(0, len(pcm), FRAME)):
+        yield AudioFrame(
+            room_id="room", session_id=session, speaker_id="u1", sequence_number=index,
+            captured_at=start_at + offset / 32_000, language="en", pcm=pcm[offset : offset + FRAME],
+        )  # fmt: skip
+
+
+def run(stt: SpeechToText, pcm: bytes, start_at: float = 1000.0) -> list[Transcript]:
+    """Feed ``pcm`` in real time order, as if each frame arrived 50 ms after capture."""
+    out: list[Transcript] = []
+    for frame in frames(pcm, start_at):
+        out.extend(stt.process(frame, frame.captured_at + 0.15))
+    return out
+
+
+def test_silence_and_room_noise_produce_no_caption(vad: SileroVad) -> None:
+    recognizer = GrowingRecognizer()
+    stt = SpeechToText(recognizer, vad, SttConfig())
+    noise = (np.random.default_rng(0).normal(0, 0.003, 16_000 * 10) * 32767).astype("<i2").tobytes()
+    assert run(stt, silence(10) + noise) == []
+    assert recognizer.calls == [], "silence reached the recognizer"
+
+
+def test_speech_gives_growing_partials_then_a_final(vad: SileroVad) -> None:
+    stt = SpeechToText(GrowingRecognizer(), vad, SttConfig(partial_interval_s=0.5))
+    out = run(stt, silence(0.5) + prompt_pcm("en", "agent-alreadyon") + silence(1.0))
+    partials = [t for t in out if not t.is_final]
+    finals = [t for t in out if t.is_final]
+    assert len(finals) >= 1 and len(partials) >= 2
+    first_utterance = [t for t in out if t.utterance_id == finals[0].utterance_id]
+    texts = [t.text for t in first_utterance]
+    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:], strict=False)), texts
+    assert [t.revision for t in first_utterance] == list(range(len(first_utterance)))
+    assert finals[0].speech_ended_at > 1000.5 and finals[0].audio_start_s < 0.6
+
+
+def test_flush_closes_the_utterance_at_once(vad: SileroVad) -> None:
+    stt = SpeechToText(GrowingRecognizer(), vad, SttConfig())
+    speech = list(frames(silence(0.3) + prompt_pcm("en", "agent-loginok")))
+    for frame in speech:
+        list(stt.process(frame, frame.captured_at))
+    assert stt.is_open(("room", "s1"))
+    flush = speech[-1].model_copy(update={"sequence_number": len(speech), "pcm": b"", "end_of_utterance": True})
+    out = list(stt.process(flush, flush.captured_at))
+    assert [t.is_final for t in out] == [True]
+    assert not stt.is_open(("room", "s1"))
+
+
+def test_a_vanished_speakers_utterance_is_closed_by_expire(vad: SileroVad) -> None:
+    stt = SpeechToText(GrowingRecognizer(), vad, SttConfig(idle_close_s=2.0))
+    for frame in frames(silence(0.3) + prompt_pcm("en", "agent-loginok")):
+        list(stt.process(frame, frame.captured_at))
+    assert stt.expire(now=1000.0) == []
+    closed = stt.expire(now=1100.0)
+    assert [t.is_final for t in closed] == [True]
+    assert not stt.is_open(("room", "s1"))
+
+
+def test_duplicate_stale_and_malformed_frames_are_dropped(vad: SileroVad) -> None:
+    stt = SpeechToText(GrowingRecognizer(), vad, SttConfig(stale_after_s=5))
+    first = next(frames(silence(0.1)))
+    list(stt.process(first, first.captured_at))
+    with pytest.raises(Dropped, match="duplicate"):
+        list(stt.process(first, first.captured_at))
+    stale = first.model_copy(update={"sequence_number": 1})
+    with pytest.raises(Dropped, match="stale"):
+        list(stt.process(stale, stale.captured_at + 6))
+    odd = first.model_copy(update={"sequence_number": 2, "pcm": b"\x00" * 3})
+    with pytest.raises(Dropped, match="bad_frame"):
+        list(stt.process(odd, odd.captured_at))
+
+
+def test_an_overlong_utterance_is_cut_and_goes_on(vad: SileroVad) -> None:
+    stt = SpeechToText(GrowingRecognizer(), vad, SttConfig(max_utterance_s=3.0))
+    speech = prompt_pcm("en", "agent-alreadyon")  # about 5 s of speech
+    out = run(stt, speech + silence(1.0))
+    finals = [t for t in out if t.is_final]
+    assert len(finals) >= 2
+    assert finals[0].audio_end_s <= finals[1].audio_start_s + 0.05
+
+
+@pytest.mark.parametrize(
+    ("hypothesis", "expected"),
+    [
+        ("Thanks for watching!", ""),
+        ("Subtítulos realizados por la comunidad de Amara.org", ""),
+        ("Untertitel im Auftrag des ZDF für funk, 2017", "Untertitel im Auftrag des ZDF für funk, 2017"),
+        ("[Music]", ""),
+        ("Thank you for the report.", "Thank you for the report."),
+        ("No.", "No."),
+        ("Sí", "Sí"),
+        ("so so so so so so so so", "so"),
+        ("I think that that is fine", "I think that that is fine"),
+        ("la la la la la la bonjour", "la"),
+    ],
+)
+def test_hallucinations_are_filtered_and_real_words_kept(hypothesis: str, expected: str) -> None:
+    assert clean_hypothesis(hypothesis) == expected
+
+
+@given(st.lists(st.lists(st.sampled_from(["a", "b", "c", "d", "A,", "b."]), max_size=8), min_size=1, max_size=12))
+def test_local_agreement_only_grows(hypotheses: list[list[str]]) -> None:
+    agreement = LocalAgreement()
+    shown: list[str] = []
+    for words in hypotheses:
+        if agreement.update(" ".join(words)):
+            shown.append(agreement.text)
+    texts = [*shown, agreement.final(" ".join(hypotheses[-1]))]
+    for earlier, later in zip(texts, texts[1:], strict=False):
+        assert later.startswith(earlier)

@@ -1,0 +1,86 @@
+"""The translate and TTS transforms, called directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.engines.nllb import NllbTranslator
+from agents.models import ModelPaths
+from agents.translate import Translate, TranslateConfig
+from agents.tts import CHUNK_SAMPLES, Synthesize
+from schemas import Transcript, Translation
+from streams.settings import get_settings
+from streams.stage import Dropped
+from tests.fakes import EchoTranslator, ToneSynthesizer
+
+
+def transcript(text: str = "Hola. ¿Cómo estás?", is_final: bool = True, ended_at: float = 100.0) -> Transcript:
+    return Transcript(
+        room_id="room", speaker_id="u1", utterance_id="s:0", revision=0, language="es", text=text,
+        is_final=is_final, audio_start_s=0.0, audio_end_s=2.0, speech_ended_at=ended_at,
+    )  # fmt: skip
+
+
+def test_one_translation_per_listening_language_except_the_source() -> None:
+    translator = EchoTranslator()
+    translate = Translate(translator, lambda room: {"en", "es", "de"}, TranslateConfig())
+    out = list(translate.process(transcript(), received_at=100.5))
+    assert [t.target_language for t in out] == ["de", "en"]
+    assert all(t.language == t.target_language and t.source_language == "es" for t in out)
+    assert out[1].text == "[en] Hola. ¿Cómo estás?" and out[1].utterance_id == "s:0"
+    assert len(translator.calls) == 1, "all targets of one utterance are one call"
+
+
+def test_a_room_of_one_language_translates_nothing() -> None:
+    translator = EchoTranslator()
+    assert list(Translate(translator, lambda room: {"es"}, TranslateConfig()).process(transcript(), 100.5)) == []
+    assert translator.calls == []
+
+
+def test_partials_are_rate_limited_finals_never() -> None:
+    now = [0.0]
+    translate = Translate(EchoTranslator(), lambda room: {"en"}, TranslateConfig(partial_interval_s=1.0), lambda: now[0])
+    assert len(list(translate.process(transcript(is_final=False), 100.1))) == 1
+    now[0] = 0.5
+    with pytest.raises(Dropped, match="rate_limited"):
+        list(translate.process(transcript(is_final=False), 100.1))
+    assert len(list(translate.process(transcript(is_final=True), 100.1))) == 1
+
+
+def test_stale_transcripts_are_dropped() -> None:
+    translate = Translate(EchoTranslator(), lambda room: {"en"}, TranslateConfig(stale_after_s=5))
+    with pytest.raises(Dropped, match="stale"):
+        list(translate.process(transcript(ended_at=100.0), received_at=106.0))
+
+
+def test_nllb_translates_to_three_targets_in_one_batched_call() -> None:
+    translator = NllbTranslator(ModelPaths(get_settings().models_dir).nllb("nllb-test"))
+    out = translator.translate("Por favor ingrese su numero de agente", "es", ["en", "de", "fr"])
+    assert set(out) == {"en", "de", "fr"} and all(isinstance(text, str) for text in out.values())
+    assert translator.batch_calls == 1
+
+
+def translation(text: str, is_final: bool = True, language: str = "en") -> Translation:
+    return Translation(
+        **transcript(text, is_final).model_dump(exclude={"language", "text"}),
+        language=language, text=text, source_language="es", target_language=language,
+    )  # fmt: skip
+
+
+def test_speech_comes_sentence_by_sentence_and_closes_with_a_marker() -> None:
+    chunks = list(Synthesize(ToneSynthesizer({"en"})).process(translation("One. Two. Three."), 100.5))
+    assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+    assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert chunks[-1].pcm == b""
+    spoken = b"".join(c.pcm for c in chunks)
+    assert len(spoken) == 3 * int(16_000 * 0.7) * 2
+    assert all(len(c.pcm) <= CHUNK_SAMPLES * 2 for c in chunks)
+    assert np.abs(np.frombuffer(spoken, "<i2")).max() > 5000
+
+
+def test_partials_are_not_spoken_and_unknown_voices_are_dropped() -> None:
+    synthesize = Synthesize(ToneSynthesizer({"en"}))
+    assert list(synthesize.process(translation("Hola", is_final=False), 100.5)) == []
+    with pytest.raises(Dropped, match="no_voice"):
+        list(synthesize.process(translation("Hallo", language="xx"), 100.5))
