@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
@@ -12,13 +13,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 # No model hub is reachable: every model loads from a local path.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from streams.settings import Settings, get_settings  # noqa: E402
+
+if TYPE_CHECKING:
+    from streams.supervisor import Supervisor
 
 STAGES = ("stt", "translate", "tts")
 READY_TIMEOUT_S = 300.0
@@ -135,13 +141,21 @@ def _is_up(url: str) -> bool:
         return False
 
 
-def cmd_up(args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class System:
+    url: str
+    bootstrap: str
+    secret: str
+    supervisor: Supervisor
+
+
+@contextlib.contextmanager
+def running_system(settings: Settings) -> Iterator[System]:
+    """Models prepared, broker (unless external), three workers and a gateway, all ready; stopped on exit."""
     from agents import models
     from streams.broker import EmbeddedBroker
     from streams.supervisor import Supervisor
-    from web.auth import mint
 
-    settings = get_settings()
     paths = models.ModelPaths(settings.models_dir)
     models.prepare(paths, progress=sys.stderr.isatty())
     models.build_test_models(paths)
@@ -157,21 +171,29 @@ def cmd_up(args: argparse.Namespace) -> None:
         for stage in STAGES:
             supervisor.spawn(stage, ["worker", "--stage", stage])
         supervisor.spawn("gateway", ["gateway"])
-        base = f"http://{settings.host}:{settings.port}"
-        probes = [f"{base}/healthz"] + [f"http://127.0.0.1:{_worker_port(settings, s)}/ready" for s in STAGES]
+        url = f"http://{settings.host}:{settings.port}"
+        probes = [f"{url}/healthz"] + [f"http://127.0.0.1:{_worker_port(settings, s)}/ready" for s in STAGES]
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not all(_is_up(url) for url in probes):
+        while not all(_is_up(probe) for probe in probes):
             if supervisor.exited() or time.monotonic() > deadline:
-                sys.exit(f"dragoman up: not ready ({supervisor.exited() or 'timed out'})")
+                sys.exit(f"dragoman: not ready ({supervisor.exited() or 'timed out'})")
             time.sleep(0.5)
-        token = mint(secret, "*", "demo", name="Demo")
-        print(f"dragoman ready: {base}/ broker={bootstrap} token={token}", flush=True)
-        reason = _wait_for_signal(lambda: f"{supervisor.exited()} exited" if supervisor.exited() else None)
-        log.warning("stopping (%s)", reason)
+        yield System(url, bootstrap, secret, supervisor)
     finally:
         supervisor.stop()
         if broker:
             broker.stop()
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from web.auth import mint
+
+    with running_system(get_settings()) as system:
+        token = mint(system.secret, "*", "demo", name="Demo")
+        print(f"dragoman ready: {system.url}/ broker={system.bootstrap} token={token}", flush=True)
+        exited = system.supervisor.exited
+        reason = _wait_for_signal(lambda: f"{exited()} exited" if exited() else None)
+        log.warning("stopping (%s)", reason)
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -184,7 +206,15 @@ def cmd_config(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from streams.bench import bench_pipeline
 
-    bench_pipeline(args.messages)
+    from agents.models import load_synthesizer
+    from agents.tts import to_pcm16
+
+    settings = get_settings()
+    # The speaker's words are real speech, made by the English neural voice.
+    sentences = load_synthesizer(settings).synthesize("Good morning everyone, shall we begin?", "en")
+    speech = b"".join(to_pcm16(audio) for audio in sentences)
+    with running_system(settings) as system:
+        bench_pipeline(system.url, system.bootstrap, system.secret, args.utterances, speech)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -212,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("config", help="print every setting as a Markdown table").set_defaults(func=cmd_config)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench.add_argument("what", choices=["pipeline"])
-    bench.add_argument("--messages", type=int, default=200)
+    bench.add_argument("--utterances", type=int, default=30)
     bench.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)

@@ -1,0 +1,118 @@
+"""``dragoman bench pipeline``: what the pipeline itself costs, models taken out.
+
+A speaker sends a short utterance and ``flush``es it; a listener in another
+language waits for the first synthesized audio. Between the flush and that
+``audio_start`` the message crosses gateway → stt → translate → tts →
+gateway: four Kafka hops, three Faust agents, two WebSockets. Each stage
+stamps the model time it spent (``compute_s``) on the message; the bench
+reads those stamps from ``audio.synthesized`` and subtracts them, leaving the
+pipeline's own overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer
+
+from schemas import SynthesizedAudio, decode
+from streams.settings import get_settings
+from streams.topics import AUDIO_SYNTHESIZED
+
+FRAME_BYTES = 3_200
+SETTLE_S = 2.0
+"""Pause between speech and flush, so partial hypotheses are done before the clock starts."""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _measure(url: str, bootstrap: str, secret: str, utterances: int, speech: bytes) -> dict[str, list[float]]:
+    from web.auth import mint
+
+    compute_s: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(
+        AUDIO_SYNTHESIZED.name,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=get_settings().fetch_max_wait_ms,
+    )
+    await consumer.start()
+
+    async def read_stamps() -> None:
+        async for message in consumer:
+            chunk = decode(SynthesizedAudio, message.value)
+            if chunk.chunk_index == 0:
+                compute_s[chunk.utterance_id] = sum(t.compute_s for t in chunk.timings)
+
+    reader = asyncio.create_task(read_stamps())
+    room, ws_url = f"bench-{uuid.uuid4().hex[:8]}", url.replace("http", "ws", 1)
+    results: dict[str, list[float]] = {"end_to_end_s": [], "models_s": [], "overhead_s": []}
+    try:
+        async with aiohttp.ClientSession() as http:
+            speaker = await http.ws_connect(
+                f"{ws_url}/ws/audio/{room}?token={mint(secret, room, 'speaker')}&speak=en&listen=en"
+            )
+            listener = await http.ws_connect(
+                f"{ws_url}/ws/audio/{room}?token={mint(secret, room, 'listener')}&speak=es&listen=es"
+            )
+            await speaker.receive_json()
+            await listener.receive_json()
+            await asyncio.sleep(SETTLE_S)  # the translate worker's room table sees the listener
+            for _ in range(utterances):
+                for start in range(0, len(speech), FRAME_BYTES):
+                    await speaker.send_bytes(speech[start : start + FRAME_BYTES])
+                await asyncio.sleep(SETTLE_S)
+                flushed_at = time.time()
+                await speaker.send_str(json.dumps({"type": "flush"}))
+                utterance_id, first_audio_at = None, 0.0
+                while True:
+                    message = await listener.receive(timeout=60)
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    event = json.loads(message.data)
+                    if event["type"] == "audio_start" and utterance_id is None:
+                        utterance_id, first_audio_at = event["utterance_id"], time.time()
+                    if event["type"] == "audio_end" and event["utterance_id"] == utterance_id:
+                        break
+                for _ in range(100):
+                    if utterance_id in compute_s:
+                        break
+                    await asyncio.sleep(0.02)
+                total, models = first_audio_at - flushed_at, compute_s[str(utterance_id)]
+                results["end_to_end_s"].append(total)
+                results["models_s"].append(models)
+                results["overhead_s"].append(total - models)
+            await speaker.close()
+            await listener.close()
+    finally:
+        reader.cancel()
+        await consumer.stop()
+    return results
+
+
+def bench_pipeline(url: str, bootstrap: str, secret: str, utterances: int, speech: bytes) -> dict[str, object]:
+    """Run the bench against a running system; prints a table and a JSON line, returns the figures."""
+    results = asyncio.run(_measure(url, bootstrap, secret, utterances, speech))
+    settings = get_settings()
+    summary: dict[str, object] = {
+        "bench": "pipeline",
+        "utterances": utterances,
+        "broker": "external" if settings.kafka_bootstrap else "embedded tansu",
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+    }
+    print(f"{'flush → first synthesized audio':<34} {'p50':>8} {'p99':>8}")
+    for name, values in results.items():
+        p50, p99 = statistics.median(values), percentile(values, 0.99)
+        summary[name] = {"p50": round(p50, 4), "p99": round(p99, 4)}
+        print(f"{name:<34} {p50 * 1000:>6.0f}ms {p99 * 1000:>6.0f}ms")
+    print(json.dumps(summary))
+    return summary
