@@ -7,7 +7,7 @@ ship them (``prepare``) or are built by the project's own code
     whisper/tiny.en/   whisper/base/       CTranslate2 Whisper (model.bin, config, tokenizer, vocabulary)
     piper/en_US-joe-medium.onnx(.json)     Piper English voice
     vad/silero_vad.onnx                    Silero VAD
-    nllb/nllb-test/                        a tiny random NLLB (M2M100 + sentencepiece): real loading code, nonsense output
+    nllb/nllb-test/                        a tiny random NLLB (M2M100, sentencepiece): real loading, nonsense output
 """
 
 from __future__ import annotations
@@ -20,12 +20,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from agents.engines.protocols import Float32Audio, SpeechSynthesizer
 from streams.languages import ISO_TO_NLLB
 from streams.settings import Settings
+
+if TYPE_CHECKING:  # engines import their heavy libraries; load them only when used
+    from agents.engines.nllb import NllbTranslator
+    from agents.engines.silero import SileroVad
+    from agents.engines.whisper import WhisperRecognizer
 
 log = logging.getLogger(__name__)
 
@@ -247,13 +253,13 @@ class FallbackSynthesizer:
         raise LookupError(f"no voice for {language!r}")
 
 
-def load_vad(settings: Settings):  # type: ignore[no-untyped-def]
+def load_vad(settings: Settings) -> SileroVad:
     from agents.engines.silero import SileroVad
 
     return SileroVad(ModelPaths(settings.models_dir).vad)
 
 
-def load_recognizer(settings: Settings):  # type: ignore[no-untyped-def]
+def load_recognizer(settings: Settings) -> WhisperRecognizer:
     from agents.engines.whisper import WhisperRecognizer
 
     paths = ModelPaths(settings.models_dir)
@@ -261,7 +267,7 @@ def load_recognizer(settings: Settings):  # type: ignore[no-untyped-def]
     return WhisperRecognizer(paths.whisper(settings.stt_model), english, settings.stt_device, settings.stt_compute_type)
 
 
-def load_translator(settings: Settings):  # type: ignore[no-untyped-def]
+def load_translator(settings: Settings) -> NllbTranslator:
     from agents.engines.nllb import NllbTranslator
 
     return NllbTranslator(ModelPaths(settings.models_dir).nllb(settings.nllb_model))

@@ -238,7 +238,9 @@ class SpeechToText:
     def process(self, frame: AudioFrame, received_at: float) -> Iterator[Transcript]:
         stream = self._streams.get(self.stream_key(frame))
         if stream is None:
-            stream = _SpeakerStream(self._vad.stream(), frame.room_id, frame.session_id, frame.speaker_id, frame.language)
+            stream = _SpeakerStream(
+                self._vad.stream(), frame.room_id, frame.session_id, frame.speaker_id, frame.language
+            )
             self._streams[self.stream_key(frame)] = stream
         if frame.sequence_number <= stream.last_sequence:
             raise Dropped("duplicate")
@@ -259,7 +261,9 @@ class SpeechToText:
         captured_start = frame.captured_at - (len(audio) - len(pcm)) / SAMPLE_RATE
         for offset in range(0, usable, self._window):
             window_end_at = captured_start + (offset + self._window) / SAMPLE_RATE
-            yield from self._push_window(stream, frame.sequence_number, audio[offset : offset + self._window], window_end_at)
+            yield from self._push_window(
+                stream, frame.sequence_number, audio[offset : offset + self._window], window_end_at
+            )
         if stream.utterance is not None:
             if frame.end_of_utterance:
                 yield from self._finish(stream)

@@ -66,4 +66,6 @@ def register(app: StageApp) -> None:
     """text.translated → audio.synthesized."""
     from agents.models import load_synthesizer
 
-    app.add_stage(TEXT_TRANSLATED, AUDIO_SYNTHESIZED, Synthesize(load_synthesizer(app.settings), app.settings.stale_after_s))
+    app.add_stage(
+        TEXT_TRANSLATED, AUDIO_SYNTHESIZED, Synthesize(load_synthesizer(app.settings), app.settings.stale_after_s)
+    )

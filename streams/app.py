@@ -10,15 +10,16 @@ letter queue, stamping stage timings, and when to acknowledge.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import tempfile
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.2, 1.0)
 """Backoff before the 2nd and 3rd attempt; after the last, the message goes to pipeline.dlq."""
 EXPIRE_EVERY_S = 1.0
-
-_DONE = object()
 
 
 class StageApp(faust.App):
@@ -64,7 +63,9 @@ class StageApp(faust.App):
         )
         self.stage = stage
         self.settings = settings
-        self.executor = ThreadPoolExecutor(max_workers=settings.stage_concurrency, thread_name_prefix=stage)
+        # One inference thread: transforms keep per-stream state and engines hold one model each;
+        # a stage scales out with more worker processes, not threads.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=stage)
         self._dlq = self._topic(DLQ)
         self._busy = False
 
@@ -93,10 +94,11 @@ class StageApp(faust.App):
 
         @self.agent(source, name=f"{self.stage}-rooms")
         async def materialize(stream: StreamT[bytes]) -> None:
-            async for key, value in stream.items():
+            async for value in stream:
                 try:
                     event = decode(RoomEvent, value)
                 except ValueError as exc:
+                    assert stream.current_event is not None
                     await self._dead_letter(stream.current_event, exc, attempts=1)
                     continue
                 table[event.room_id] = apply_event(table[event.room_id], event)
@@ -127,18 +129,19 @@ class StageApp(faust.App):
 
         @self.agent(source_topic, name=stage)
         async def run(stream: StreamT[bytes]) -> None:
-            async for event in stream.noack().events():
+            # Manual acks: a message stays unacknowledged while its stream's work is open.
+            async for event in cast(faust.Stream[bytes], stream).noack().events():
                 received_at = time.time()
                 metrics.PROCESSED.labels(stage).inc()
                 try:
-                    record = decode(source.record, event.value)
+                    record = decode(cast(type[Record], source.record), event.value)
                 except ValueError as exc:
                     await self._dead_letter(event, exc, attempts=1)
                     await stream.ack(event)
                     continue
                 if record.timings:
                     metrics.STAGE_QUEUEING.labels(stage).observe(max(0.0, received_at - record.timings[-1].sent_at))
-                await self._attempt(event, lambda: self._drive(transform.process(record, received_at), send))
+                await self._attempt(event, functools.partial(self._drive, transform, record, received_at, send))
                 key = transform.stream_key(record)
                 held[key].append(event)
                 if not transform.is_open(key):
@@ -157,19 +160,23 @@ class StageApp(faust.App):
                 release(key)
 
     async def _drive(
-        self, outputs: Iterator[Record], send: Callable[[Record, float, float], Awaitable[None]]
+        self,
+        transform: StageTransform[Any, Any],
+        record: Record,
+        received_at: float,
+        send: Callable[[Record, float, float], Awaitable[None]],
     ) -> None:
         """Step the transform's generator in the executor; send each output as soon as it exists."""
         loop = asyncio.get_running_loop()
-        received_at = time.time()
+        outputs = transform.process(record, received_at)
         self._busy = True
         try:
             while True:
                 started = time.perf_counter()
-                record = await loop.run_in_executor(self.executor, next, outputs, _DONE)
-                if record is _DONE:
+                output = await loop.run_in_executor(self.executor, next, outputs, None)
+                if output is None:
                     return
-                await send(record, received_at, time.perf_counter() - started)
+                await send(output, received_at, time.perf_counter() - started)
         finally:
             self._busy = False
 
@@ -204,5 +211,7 @@ class StageApp(faust.App):
             failed_at=time.time(),
         )
         metrics.DEAD_LETTERS.labels(self.stage).inc()
-        log.error("%s: dead-lettered %s[%d]@%d: %s", self.stage, letter.topic, letter.partition, letter.offset, letter.error)
+        log.error(
+            "%s: dead-lettered %s[%d]@%d: %s", self.stage, letter.topic, letter.partition, letter.offset, letter.error
+        )
         await self._dlq.send(key=message.key, value=encode(letter))

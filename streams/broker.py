@@ -9,6 +9,7 @@ idempotent or transactional producers). Production points
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import signal
@@ -66,10 +67,8 @@ async def ensure_topics(bootstrap: str, partitions: int) -> None:
     try:
         for spec in MEETING_TOPICS:
             topic = NewTopic(spec.name, partitions, 1, topic_configs=spec.kafka_config())
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([topic])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 

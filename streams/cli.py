@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from streams.settings import Settings, get_settings  # noqa: E402
+from streams.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from streams.supervisor import Supervisor
@@ -204,10 +204,9 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from streams.bench import bench_pipeline
-
     from agents.models import load_synthesizer
     from agents.tts import to_pcm16
+    from streams.bench import bench_pipeline
 
     settings = get_settings()
     # The speaker's words are real speech, made by the English neural voice.

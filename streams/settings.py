@@ -22,9 +22,7 @@ class Settings(BaseSettings):
         None,
         description="host:port[,host:port] of an external Kafka. Unset: `up` starts the embedded Tansu broker.",
     )
-    broker_port: int = Field(
-        0, description="Port of the embedded broker on 127.0.0.1; 0 picks a free one."
-    )
+    broker_port: int = Field(0, description="Port of the embedded broker on 127.0.0.1; 0 picks a free one.")
     partitions: int = Field(
         4, ge=1, description="Partitions of every meeting topic (all keyed by room_id, so co-partitioned)."
     )
@@ -63,7 +61,9 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "dragoman" / "models",
         description="Where `dragoman models prepare` puts weights and engines load them from.",
     )
-    stt_model: str = Field("base", description="Whisper model (a directory under models_dir/whisper) for non-English speech.")
+    stt_model: str = Field(
+        "base", description="Whisper model (a directory under models_dir/whisper) for non-English speech."
+    )
     stt_model_en: str = Field("tiny.en", description="Whisper model for English speech.")
     stt_device: str = Field("auto", description="`cpu`, `cuda`, or `auto` (cuda when present).")
     stt_compute_type: str = Field("int8", description="CTranslate2 compute type for Whisper (int8, float16, ...).")
@@ -84,9 +84,6 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         description="Work older than this (since its speech ended or was captured) is dropped, reason=stale.",
-    )
-    stage_concurrency: int = Field(
-        1, ge=1, description="Inference threads per stage process (scale out with more workers, not threads)."
     )
 
     # --- observability --------------------------------------------------------

@@ -5,7 +5,7 @@ pure transform (in ``agents/``) and the one Faust loop that drives every stage
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 from schemas import Record
@@ -40,7 +40,7 @@ class StageTransform(Protocol[InT, OutT]):
 
     def is_open(self, key: Hashable) -> bool: ...
 
-    def expire(self, now: float) -> list[OutT]:
+    def expire(self, now: float) -> Sequence[OutT]:
         """Close streams that went quiet (a client vanished mid-utterance); their outputs."""
         ...
 

@@ -9,13 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from streams.broker import free_port
+from web.auth import mint
 
 READY = re.compile(r"dragoman ready: (?P<url>\S+) broker=(?P<broker>\S+) token=(?P<token>\S+)")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -67,3 +69,14 @@ def meeting() -> Iterator[Meeting]:
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def socket_url(meeting: Meeting, endpoint: str, room: str, user: str, **query: str) -> str:
+    params = "&".join(f"{k}={v}" for k, v in {"token": mint(meeting.secret, room, user), **query}.items())
+    return f"{meeting.ws_url}/ws/{endpoint}/{room}?{params}"

@@ -8,7 +8,7 @@ import numpy as np
 
 from agents.engines.protocols import Float32Audio
 
-SENTENCE = "the quick brown fox jumps over the lazy dog and runs far away into the woods".split()
+SENTENCE = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "runs", "far", "away"]
 
 
 class GrowingRecognizer:

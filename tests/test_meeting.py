@@ -12,15 +12,13 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
 
-from tests.conftest import Meeting
+from tests.conftest import Meeting, socket_url
 from tests.speech import PROMPTS, prompt_pcm, silence, transcripts, word_error_rate
-from web.auth import mint
 
 pytestmark = pytest.mark.integration
 
@@ -54,17 +52,6 @@ async def wait_until(condition: object, timeout: float) -> None:
             await asyncio.sleep(0.2)
 
     await asyncio.wait_for(poll(), timeout)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def socket_url(meeting: Meeting, endpoint: str, room: str, user: str, **query: str) -> str:
-    params = "&".join(f"{k}={v}" for k, v in {"token": mint(meeting.secret, room, user), **query}.items())
-    return f"{meeting.ws_url}/ws/{endpoint}/{room}?{params}"
 
 
 async def test_spanish_speaker_is_heard_and_read_in_english(meeting: Meeting, http: aiohttp.ClientSession) -> None:

@@ -10,8 +10,7 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.conftest import Meeting
-from tests.test_meeting import http, socket_url  # noqa: F401 - the ``http`` fixture
+from tests.conftest import Meeting, socket_url
 from web.auth import mint
 
 pytestmark = pytest.mark.integration
@@ -81,7 +80,7 @@ async def test_oversized_frames_are_closed_with_1009(meeting: Meeting, http: aio
     ws = await http.ws_connect(socket_url(meeting, "audio", room(), "u"))
     await next_json(ws)
     await ws.send_bytes(b"\x00" * 40_000)
-    while (message := await ws.receive(timeout=10)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+    while (await ws.receive(timeout=10)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
         pass
     assert ws.close_code == 1009
 
@@ -93,7 +92,9 @@ async def test_health_and_metrics_answer(meeting: Meeting, http: aiohttp.ClientS
         assert "dragoman_connections" in await response.text()
 
 
-async def test_one_clients_garbage_does_not_touch_anothers_session(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+async def test_one_clients_garbage_does_not_touch_anothers_session(
+    meeting: Meeting, http: aiohttp.ClientSession
+) -> None:
     name = room()
     good = await http.ws_connect(socket_url(meeting, "audio", name, "good"))
     bad = await http.ws_connect(socket_url(meeting, "audio", name, "bad"))

@@ -20,7 +20,13 @@ from schemas import (
 
 def frame(**changes: object) -> AudioFrame:
     fields: dict[str, object] = dict(
-        room_id="r", session_id="s", speaker_id="u", sequence_number=3, captured_at=1.5, language="es", pcm=b"\x01\x02" * 1600
+        room_id="r",
+        session_id="s",
+        speaker_id="u",
+        sequence_number=3,
+        captured_at=1.5,
+        language="es",
+        pcm=b"\x01\x02" * 1600,
     )
     return AudioFrame(**{**fields, **changes}).stamped("gateway", 1.0, 1.1)  # type: ignore[arg-type]
 
@@ -42,7 +48,9 @@ def test_text_records_are_json_and_round_trip() -> None:
         **transcript.model_dump(exclude={"language", "text"}), language="en", text="hello",
         source_language="es", target_language="en",
     )  # fmt: skip
-    event = RoomEvent(room_id="r", kind=RoomEventKind.JOINED, session_id="s", user_id="u", speak="es", listen="en", at=1)
+    event = RoomEvent(
+        room_id="r", kind=RoomEventKind.JOINED, session_id="s", user_id="u", speak="es", listen="en", at=1
+    )
     for record in (transcript, translation, event):
         data = encode(record)
         assert json.loads(data)["schema_version"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_speech_gives_growing_partials_then_a_final(vad: SileroVad) -> None:
     assert len(finals) >= 1 and len(partials) >= 2
     first_utterance = [t for t in out if t.utterance_id == finals[0].utterance_id]
     texts = [t.text for t in first_utterance]
-    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:], strict=False)), texts
+    assert all(later.startswith(earlier) for earlier, later in pairwise(texts)), texts
     assert [t.revision for t in first_utterance] == list(range(len(first_utterance)))
     assert finals[0].speech_ended_at > 1000.5 and finals[0].audio_start_s < 0.6
 
@@ -135,5 +136,5 @@ def test_local_agreement_only_grows(hypotheses: list[list[str]]) -> None:
         if agreement.update(" ".join(words)):
             shown.append(agreement.text)
     texts = [*shown, agreement.final(" ".join(hypotheses[-1]))]
-    for earlier, later in zip(texts, texts[1:], strict=False):
+    for earlier, later in pairwise(texts):
         assert later.startswith(earlier)

@@ -40,7 +40,9 @@ def test_a_room_of_one_language_translates_nothing() -> None:
 
 def test_partials_are_rate_limited_finals_never() -> None:
     now = [0.0]
-    translate = Translate(EchoTranslator(), lambda room: {"en"}, TranslateConfig(partial_interval_s=1.0), lambda: now[0])
+    translate = Translate(
+        EchoTranslator(), lambda room: {"en"}, TranslateConfig(partial_interval_s=1.0), lambda: now[0]
+    )
     assert len(list(translate.process(transcript(is_final=False), 100.1))) == 1
     now[0] = 0.5
     with pytest.raises(Dropped, match="rate_limited"):

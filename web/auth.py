@@ -1,4 +1,4 @@
-"""Client tokens: HS256 JWTs carrying ``sub`` (user), ``room`` (a room id or ``*``), ``exp`` and an optional ``name``."""
+"""Client tokens: HS256 JWTs with ``sub`` (user), ``room`` (a room id or ``*``), ``exp`` and an optional ``name``."""
 
 from __future__ import annotations
 

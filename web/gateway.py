@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -113,7 +113,7 @@ class Gateway:
         try:
             async for message in consumer:
                 try:
-                    record = decode(BY_NAME[message.topic].record, message.value)
+                    record = decode(cast(type[Record], BY_NAME[message.topic].record), message.value)
                 except ValueError as exc:
                     log.warning("egress: undecodable %s@%d: %s", message.topic, message.offset, exc)
                     continue
@@ -124,8 +124,10 @@ class Gateway:
     def deliver(self, record: Record) -> None:
         now = time.time()
         metrics.observe_last_stage(record)
-        if isinstance(record, Transcript) and record.is_final and record.language == getattr(
-            record, "source_language", record.language
+        if (
+            isinstance(record, Transcript)
+            and record.is_final
+            and record.language == getattr(record, "source_language", record.language)
         ):
             metrics.END_TO_END.labels("final_caption").observe(now - record.speech_ended_at)
         if isinstance(record, SynthesizedAudio) and record.chunk_index == 0:
@@ -215,7 +217,9 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     if await _refuse_language(ws, speak, listen):
         return ws
     session_id = uuid.uuid4().hex
-    connection = Connection("audio", room_id, session_id, claims.user_id, listen, Outbox(gateway.settings.send_queue_frames))
+    connection = Connection(
+        "audio", room_id, session_id, claims.user_id, listen, Outbox(gateway.settings.send_queue_frames)
+    )
     grouper = FrameGrouper(room_id, session_id, claims.user_id, gateway.settings.frame_group_ms)
     await ws.send_json(
         {

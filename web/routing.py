@@ -44,7 +44,9 @@ class Outbox:
         metrics.DROPPED.labels("gateway", "slow_client").inc()
         if not self._overflowed:
             self._overflowed = True
-            self._items.append(error_message("overloaded", "you are receiving slower than the meeting: audio was dropped"))
+            self._items.append(
+                error_message("overloaded", "you are receiving slower than the meeting: audio was dropped")
+            )
 
     async def get(self) -> Outgoing:
         while not self._items:
