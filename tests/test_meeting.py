@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import Meeting, socket_url
-from tests.speech import PROMPTS, prompt_pcm, silence, transcripts, word_error_rate
+from tests.speech import PROMPTS, prompt_pcm, prompt_transcripts, silence, word_error_rate
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ async def test_spanish_speaker_is_heard_and_read_in_english(meeting: Meeting, ht
 
     spanish = finals("es")
     assert all(c["source_language"] == "es" and c["speaker_id"] == "carlos" for c in spanish)
-    wer = word_error_rate([transcripts("es")[name] for name in prompts], [str(c["text"]) for c in spanish])
+    wer = word_error_rate([prompt_transcripts("es")[name] for name in prompts], [str(c["text"]) for c in spanish])
     print(f"Spanish streaming WER (Whisper base): {wer:.3f}")
     assert wer <= 0.25, [c["text"] for c in spanish]
 

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.engines.silero import SileroVad
-from agents.models import ModelPaths
 from agents.stt import LocalAgreement, SpeechToText, SttConfig, clean_hypothesis
 from schemas import AudioFrame, Transcript
+from streams.model_paths import ModelPaths
 from streams.settings import get_settings
 from streams.stage import Dropped
 from tests.fakes import GrowingRecognizer

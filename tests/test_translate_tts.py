@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from agents.engines.nllb import NllbTranslator
-from agents.models import ModelPaths
 from agents.translate import Translate, TranslateConfig
 from agents.tts import CHUNK_SAMPLES, Synthesize
 from schemas import Transcript, Translation
+from streams.model_paths import ModelPaths
 from streams.settings import get_settings
 from streams.stage import Dropped
 from tests.fakes import EchoTranslator, ToneSynthesizer

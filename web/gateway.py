@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from schemas import SAMPLE_RATE, Record, RoomEvent, RoomEventKind, SynthesizedAudio, Transcript, decode, encode
 from streams import metrics
 from streams.languages import SUPPORTED_LANGUAGES
+from streams.model_paths import ModelPaths, is_test_model
 from streams.settings import Settings
 from streams.topics import AUDIO_RAW, BY_NAME, EGRESS_TOPICS, ROOM_EVENTS
 from web import auth
@@ -322,10 +323,26 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+def translation_warning(settings: Settings) -> str | None:
+    """Said plainly wherever the system reports on itself, while NLLB is the random test model."""
+    if not is_test_model(ModelPaths(settings.models_dir).nllb(settings.nllb_model)):
+        return None
+    return (
+        f"NLLB model {settings.nllb_model!r} is a test model with random weights: its translations are nonsense "
+        "(pairs Apertium covers, such as en-es, are translated by Apertium when it is installed)"
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     healthy = gateway.producer is not None and gateway.egress_running
-    body = {"status": "ok" if healthy else "degraded", "egress": gateway.egress_running, "bootstrap": gateway.bootstrap}
+    body: dict[str, object] = {
+        "status": "ok" if healthy else "degraded",
+        "egress": gateway.egress_running,
+        "bootstrap": gateway.bootstrap,
+    }
+    if warning := translation_warning(gateway.settings):
+        body["warnings"] = [warning]
     return web.json_response(body, status=200 if healthy else 503)
 
 

@@ -1,0 +1,216 @@
+"""``dragoman bench engines``: what the models cost and how well they do, on real recordings.
+
+Streaming is simulated against a virtual clock so the bench does not wait in
+real time but measures as if it did: each 100 ms frame arrives when its last
+sample was captured (or when the stage is free again, if it is still busy),
+and the stage's clock advances by the wall time its processing really took.
+Latency of a caption is then "clock when it was emitted − end of speech".
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import soundfile
+import soxr
+
+from agents.engines.protocols import Float32Audio, SpeechRecognizer, VoiceActivityDetector
+from agents.stt import SpeechToText, SttConfig, normalize_text
+from agents.tts import to_pcm16
+from schemas import SAMPLE_RATE, AudioFrame, Transcript
+from streams.settings import Settings
+
+SOUNDS = Path("/usr/share/asterisk/sounds")
+TRANSCRIPTS = "/usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz"
+FRAME_SAMPLES = SAMPLE_RATE // 10
+T = TypeVar("T")
+
+
+# --- recordings -------------------------------------------------------------------------
+
+
+@cache
+def prompt_transcripts(lang: str) -> dict[str, str]:
+    """Asterisk's prompt transcripts (Debian asterisk-core-sounds-<lang>): name → what is said."""
+    text = gzip.decompress(Path(TRANSCRIPTS.format(lang=lang)).read_bytes()).decode("utf-8", "replace")
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith(";"))
+    return {name.strip(): re.sub(r"\s+", " ", said).strip() for name, said in pairs}
+
+
+def prompt_audio(lang: str, name: str) -> Float32Audio:
+    """A prompt (8 kHz) resampled to 16 kHz float32."""
+    audio, rate = soundfile.read(SOUNDS / lang / f"{name}.wav", dtype="float32")
+    return soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+
+
+def spoken_prompts(lang: str, count: int) -> list[str]:
+    """The first ``count`` prompts (by name) whose transcript is speech, not a tone or a note."""
+    names = sorted(
+        name
+        for name, said in prompt_transcripts(lang).items()
+        if len(said.split()) >= 3 and "[" not in said and (SOUNDS / lang / f"{name}.wav").exists()
+    )
+    return names[:count]
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    import jiwer
+
+    return float(jiwer.wer([normalize_text(r) for r in references], [normalize_text(h) or "-" for h in hypotheses]))
+
+
+# --- streaming simulation ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamedUtterance:
+    final_text: str
+    partial_texts: list[str]
+    first_partial_latency_s: float | None
+    """From the start of speech to the first partial caption."""
+    final_latency_s: float
+    """From the end of speech to the final caption."""
+
+
+def stream_utterance(
+    stt: SpeechToText, audio: Float32Audio, language: str, session: str, lead_s: float = 0.5, tail_s: float = 1.5
+) -> StreamedUtterance:
+    """Stream ``audio`` (with silence around it) through ``stt`` in 100 ms frames on a virtual clock."""
+    pcm = to_pcm16(np.concatenate([np.zeros(int(lead_s * SAMPLE_RATE), np.float32), audio,
+                                   np.zeros(int(tail_s * SAMPLE_RATE), np.float32)]))  # fmt: skip
+    epoch = 1_000_000.0
+    clock = epoch
+    emitted: list[tuple[float, Transcript]] = []
+    for index, start in enumerate(range(0, len(pcm), FRAME_SAMPLES * 2)):
+        chunk = pcm[start : start + FRAME_SAMPLES * 2]
+        captured_at = epoch + start / 2 / SAMPLE_RATE
+        frame = AudioFrame(room_id="bench", session_id=session, speaker_id="bench", sequence_number=index,
+                           captured_at=captured_at, language=language, pcm=chunk)  # fmt: skip
+        clock = max(clock, captured_at + len(chunk) / 2 / SAMPLE_RATE)
+        started = time.perf_counter()
+        for transcript in stt.process(frame, clock):
+            clock += time.perf_counter() - started
+            started = time.perf_counter()
+            emitted.append((clock, transcript))
+        clock += time.perf_counter() - started
+    finals = [(at, t) for at, t in emitted if t.is_final]
+    partials = [(at, t) for at, t in emitted if not t.is_final]
+    speech_start = epoch + lead_s
+    if not finals:
+        return StreamedUtterance("", [t.text for _, t in partials], None, float("nan"))
+    last_at, last = finals[-1]
+    return StreamedUtterance(
+        final_text=" ".join(t.text for _, t in finals),
+        partial_texts=[t.text for _, t in partials],
+        first_partial_latency_s=(partials[0][0] - speech_start) if partials else None,
+        final_latency_s=last_at - last.speech_ended_at,
+    )
+
+
+# --- the bench ------------------------------------------------------------------------------------
+
+
+def timed(load: Callable[[], T]) -> tuple[T, float]:
+    started = time.perf_counter()
+    value = load()
+    return value, time.perf_counter() - started
+
+
+def bench_recognition(
+    recognizer: SpeechRecognizer, vad: VoiceActivityDetector, language: str, prompts: list[str]
+) -> dict[str, object]:
+    references = [prompt_transcripts(language)[name] for name in prompts]
+    audios = [prompt_audio(language, name) for name in prompts]
+    offline, seconds = [], 0.0
+    for audio in audios:
+        text, elapsed = timed(functools.partial(recognizer.transcribe, audio, language))
+        offline.append(text)
+        seconds += elapsed
+    stt = SpeechToText(recognizer, vad, SttConfig())
+    streamed = [stream_utterance(stt, audio, language, f"s{i}") for i, audio in enumerate(audios)]
+    first_partials = [s.first_partial_latency_s for s in streamed if s.first_partial_latency_s is not None]
+    return {
+        "language": language,
+        "prompts": len(prompts),
+        "audio_s": round(sum(len(a) for a in audios) / SAMPLE_RATE, 1),
+        "rtf_offline": round(seconds / (sum(len(a) for a in audios) / SAMPLE_RATE), 3),
+        "wer_offline": round(word_error_rate(references, offline), 3),
+        "wer_streaming": round(word_error_rate(references, [s.final_text for s in streamed]), 3),
+        "first_partial_s_median": round(statistics.median(first_partials), 3) if first_partials else None,
+        "final_after_speech_s_median": round(statistics.median(s.final_latency_s for s in streamed), 3),
+        "final_after_speech_s_max": round(max(s.final_latency_s for s in streamed), 3),
+    }
+
+
+def bench_engines(settings: Settings, prompts_per_language: int = 10) -> dict[str, object]:
+    from agents.engines.whisper import WhisperRecognizer
+    from agents.models import load_synthesizer, load_translator, load_vad
+    from streams.model_paths import ModelPaths
+
+    paths = ModelPaths(settings.models_dir)
+    vad, vad_load = timed(lambda: load_vad(settings))
+    tiny, tiny_load = timed(
+        lambda: WhisperRecognizer(
+            paths.whisper(settings.stt_model_en), None, settings.stt_device, settings.stt_compute_type
+        )
+    )
+    base, base_load = timed(
+        lambda: WhisperRecognizer(
+            paths.whisper(settings.stt_model), None, settings.stt_device, settings.stt_compute_type
+        )
+    )
+    translator, mt_load = timed(lambda: load_translator(settings))
+    synthesizer, tts_load = timed(lambda: load_synthesizer(settings))
+
+    loads = {"silero": vad_load, settings.stt_model_en: tiny_load, settings.stt_model: base_load,
+             translator.name: mt_load, synthesizer.name: tts_load}  # fmt: skip
+    report: dict[str, object] = {
+        "load_s": {name: round(seconds, 2) for name, seconds in loads.items()},
+        "stt": [
+            {
+                "model": settings.stt_model_en,
+                **bench_recognition(tiny, vad, "en", spoken_prompts("en", prompts_per_language)),
+            },
+            {
+                "model": settings.stt_model,
+                **bench_recognition(base, vad, "es", spoken_prompts("es", prompts_per_language)),
+            },
+        ],
+    }
+
+    sentence = "Good morning everyone. Shall we begin with the first item on the agenda?"
+    _, mt_s = timed(lambda: translator.translate(sentence, "en", ["es", "de", "fr"]))
+    report["mt"] = {"engine": translator.name, "three_targets_one_call_s": round(mt_s, 3)}
+
+    tts: dict[str, object] = {"engine": synthesizer.name}
+    for language, text in (("en", sentence), ("es", "Buenos días a todos. ¿Empezamos con el primer punto?")):
+        _, first_s = timed(functools.partial(next, iter(synthesizer.synthesize(text, language))))
+        tts[f"first_chunk_s_{language}"] = round(first_s, 3)
+    references = [prompt_transcripts("en")[n] for n in spoken_prompts("en", prompts_per_language)]
+    heard = [tiny.transcribe(np.concatenate(list(synthesizer.synthesize(text, "en"))), "en") for text in references]
+    tts["round_trip_wer_en"] = round(word_error_rate(references, heard), 3)
+    report["tts"] = tts
+    return report
+
+
+def print_report(report: dict[str, object]) -> None:
+    print("load (s): " + ", ".join(f"{name} {s}" for name, s in report["load_s"].items()))  # type: ignore[attr-defined]
+    columns = ["model", "language", "prompts", "audio_s", "rtf_offline", "wer_offline", "wer_streaming",
+               "first_partial_s_median", "final_after_speech_s_median", "final_after_speech_s_max"]  # fmt: skip
+    print(" | ".join(columns))
+    for row in report["stt"]:  # type: ignore[attr-defined]
+        print(" | ".join(str(row[c]) for c in columns))
+    print(f"mt: {report['mt']}")
+    print(f"tts: {report['tts']}")
+    print(json.dumps(report))
