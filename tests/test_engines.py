@@ -1,0 +1,112 @@
+"""The real engines, loaded from the models dir with their real loading code, on recorded speech."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.bench import (
+    MEETING_SENTENCES,
+    bench_recognition,
+    prompt_audio,
+    round_trip_wer,
+    spoken_prompts,
+    stream_utterance,
+)
+from agents.engines.coqui import CoquiSynthesizer
+from agents.engines.nllb import Ct2NllbTranslator, NllbTranslator
+from agents.engines.silero import SileroVad
+from agents.engines.whisper import WhisperRecognizer
+from agents.models import COQUI_TEST_LANGUAGE, PIPER_VOICES, load_synthesizer
+from agents.stt import SpeechToText, SttConfig
+from agents.tts import to_pcm16
+from streams.model_paths import ModelPaths
+from streams.settings import get_settings
+from tests.speech import silence
+
+PATHS = ModelPaths(get_settings().models_dir)
+
+
+@pytest.fixture(scope="module")
+def vad() -> SileroVad:
+    return SileroVad(PATHS.vad)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> WhisperRecognizer:
+    return WhisperRecognizer(PATHS.whisper("tiny.en"), None, "cpu", "int8")
+
+
+@pytest.fixture(scope="module")
+def base() -> WhisperRecognizer:
+    return WhisperRecognizer(PATHS.whisper("base"), None, "cpu", "int8")
+
+
+@pytest.mark.parametrize(("language", "model"), [("en", "tiny"), ("es", "base")])
+def test_streaming_wer_is_within_003_of_offline(
+    language: str, model: str, request: pytest.FixtureRequest, vad: SileroVad
+) -> None:
+    recognizer = request.getfixturevalue(model)
+    report = bench_recognition(recognizer, vad, language, spoken_prompts(language, 5))
+    print(report)
+    assert float(report["wer_offline"]) <= 0.25  # type: ignore[arg-type]
+    assert abs(float(report["wer_streaming"]) - float(report["wer_offline"])) <= 0.03  # type: ignore[arg-type]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    prompt=st.sampled_from(spoken_prompts("en", 12)),
+    partial_interval_s=st.sampled_from([0.3, 0.5, 1.0]),
+    hangover_s=st.sampled_from([0.3, 0.5, 0.8]),
+)
+def test_partial_captions_of_recorded_speech_only_grow(
+    prompt: str, partial_interval_s: float, hangover_s: float, tiny: WhisperRecognizer, vad: SileroVad
+) -> None:
+    stt = SpeechToText(tiny, vad, SttConfig(partial_interval_s=partial_interval_s, hangover_s=hangover_s))
+    streamed = stream_utterance(stt, prompt_audio("en", prompt), "en", session="p")
+    assert streamed.captions
+    for captions in streamed.captions.values():
+        for earlier, later in pairwise(captions):
+            assert later.startswith(earlier), captions
+
+
+def test_silence_and_room_noise_give_no_caption_with_real_engines(tiny: WhisperRecognizer, vad: SileroVad) -> None:
+    stt = SpeechToText(tiny, vad, SttConfig())
+    rng = np.random.default_rng(1)
+    noise = to_pcm16(rng.normal(0, 0.004, 16_000 * 10).astype(np.float32))
+    hum = to_pcm16((0.01 * np.sin(2 * np.pi * 50 * np.arange(16_000 * 5) / 16_000)).astype(np.float32))
+    streamed = stream_utterance(
+        stt, np.frombuffer(silence(10) + noise + hum, "<i2").astype(np.float32) / 32768, "en", session="quiet"
+    )
+    assert streamed.captions == {}
+
+
+@pytest.mark.parametrize("backend", ["transformers", "ctranslate2"])
+def test_nllb_runs_on_both_backends_one_batched_call_for_three_targets(backend: str) -> None:
+    translator: NllbTranslator | Ct2NllbTranslator = (
+        NllbTranslator(PATHS.nllb("nllb-test"))
+        if backend == "transformers"
+        else Ct2NllbTranslator(PATHS.nllb_ct2("nllb-test"), PATHS.nllb("nllb-test"))
+    )
+    out = translator.translate("Por favor ingrese su numero de agente", "es", ["en", "de", "fr"])
+    assert set(out) == {"en", "de", "fr"} and all(text.strip() for text in out.values())
+    assert translator.batch_calls == 1
+
+
+def test_coqui_synthesizes_offline_from_a_local_model_dir() -> None:
+    voice = CoquiSynthesizer({COQUI_TEST_LANGUAGE: PATHS.coqui(COQUI_TEST_LANGUAGE)})
+    sentences = list(voice.synthesize("Hola a todos. ¿Empezamos?", COQUI_TEST_LANGUAGE))
+    assert len(sentences) == 2
+    assert all(s.dtype == np.float32 and len(s) > 1_600 for s in sentences)
+
+
+def test_the_piper_english_voice_round_trips(tiny: WhisperRecognizer) -> None:
+    synthesizer = load_synthesizer(get_settings())
+    assert "piper" in synthesizer.name and PIPER_VOICES["en"] in synthesizer.name
+    wer = round_trip_wer(synthesizer, tiny, MEETING_SENTENCES)
+    print(f"piper → Whisper tiny.en round-trip WER {wer:.3f}")
+    assert wer <= 0.05
