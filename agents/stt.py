@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from streams.app import StageApp
 
 STAGE = "stt"
+TAIL_WINDOWS = 3
+"""Silent windows kept after speech in what is recognized (about 0.1 s): words end softly."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class SttConfig:
     partial_interval_s: float = 1.0
     stale_after_s: float = 10.0
     pre_roll_s: float = 0.2
+    speculate_after_s: float = 0.2
+    """Pause after which the final is recognized ahead of the hangover's end."""
     min_speech_s: float = 0.25
     """Voiced time below which an utterance is a click or a cough, not speech."""
     idle_close_s: float = 3.0
@@ -191,11 +195,18 @@ class _Utterance:
     last_voiced_at: float = 0.0
     recognized_windows: int = 0
     """Length (in windows) when the last hypothesis was made."""
+    speculation: tuple[int, str] | None = None
+    """(audio end in windows, cleaned hypothesis) recognized early in a pause, ready to become the final."""
     revision: int = 0
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
 
     def audio(self, windows: int | None = None) -> Float32Audio:
         return np.concatenate(self.windows[:windows])
+
+    @property
+    def voiced_end(self) -> int:
+        """Where the speech ends, in windows: trailing silence beyond a short tail is only the hangover."""
+        return len(self.windows) - max(0, self.silent_run - TAIL_WINDOWS)
 
 
 @dataclass
@@ -307,10 +318,13 @@ class SpeechToText:
         if probability >= config.vad_threshold:
             utterance.voiced_windows += 1
             utterance.last_voiced_at = window_end_at
-        if utterance.silent_run * self._window_s >= config.hangover_s:
+        silence_s = utterance.silent_run * self._window_s
+        if silence_s >= config.hangover_s:
             yield from self._finish(stream)
         elif len(utterance.windows) * self._window_s >= config.max_utterance_s:
             yield from self._cut_at_quietest(stream, sequence)
+        elif silence_s >= config.speculate_after_s:
+            self._speculate(utterance, stream.language)
 
     def _open(self, stream: _SpeakerStream, sequence: int, windows: list[Float32Audio], start: int) -> _Utterance:
         stream.utterance = _Utterance(
@@ -341,10 +355,22 @@ class SpeechToText:
         assert utterance is not None
         if (len(utterance.windows) - utterance.recognized_windows) * self._window_s < self._config.partial_interval_s:
             return
+        if utterance.silent_run:
+            return  # the speaker paused: the final may be a hangover away, and a partial now would delay it
         utterance.recognized_windows = len(utterance.windows)
         hypothesis = clean_hypothesis(self._recognizer.transcribe(utterance.audio(), stream.language))
         if utterance.agreement.update(hypothesis):
             yield self._transcript(stream, utterance, utterance.agreement.text, is_final=False)
+
+    def _speculate(self, utterance: _Utterance, language: str) -> None:
+        """Recognize the utterance as it stands while the pause goes on, so that when the hangover
+        ends the final is already made: recognition overlaps the wait instead of following it."""
+        if utterance.speculation is None or utterance.speculation[0] != utterance.voiced_end:
+            audio = utterance.audio(utterance.voiced_end)
+            utterance.speculation = (
+                utterance.voiced_end,
+                clean_hypothesis(self._recognizer.transcribe(audio, language)),
+            )
 
     def _finish(self, stream: _SpeakerStream) -> Iterator[Transcript]:
         utterance = stream.utterance
@@ -352,10 +378,9 @@ class SpeechToText:
         stream.utterance = None
         if utterance.voiced_windows * self._window_s < self._config.min_speech_s:
             return
-        # Trailing silence is only the hangover: leave most of it out of what is recognized.
-        voiced_end = len(utterance.windows) - max(0, utterance.silent_run - 3)
-        hypothesis = clean_hypothesis(self._recognizer.transcribe(utterance.audio(voiced_end), stream.language))
-        text = utterance.agreement.final(hypothesis)
+        self._speculate(utterance, stream.language)  # a no-op when the pause was long enough to speculate
+        assert utterance.speculation is not None
+        text = utterance.agreement.final(utterance.speculation[1])
         if text:
             yield self._transcript(stream, utterance, text, is_final=True)
 
