@@ -10,7 +10,7 @@ in different processes, and only wall-clock time is comparable between them.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -131,6 +131,22 @@ class SynthesizedAudio(Record):
     sample_rate: int = SAMPLE_RATE
     pcm: bytes
     speech_ended_at: float
+
+
+class SignalKind(enum.StrEnum):
+    OFFER = "offer"
+    ANSWER = "answer"
+    ICE = "ice"
+
+
+class Signal(Record):
+    """WebRTC signaling from one participant to another (topic ``signaling``), relayed by user id
+    through the broker so the two may be connected to different gateway instances."""
+
+    kind: SignalKind
+    from_user: str
+    to_user: str
+    payload: dict[str, Any]
 
 
 class DeadLetter(BaseModel):

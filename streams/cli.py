@@ -204,7 +204,9 @@ def cmd_up(args: argparse.Namespace) -> None:
         if warning := translation_warning(settings):
             print(f"warning: {warning}", file=sys.stderr, flush=True)
         token = mint(system.secret, "*", "demo", name="Demo")
-        print(f"dragoman ready: {system.url}/ broker={system.bootstrap} token={token}", flush=True)
+        # A secret made for this run is printed so that `dragoman token` can mint more with it.
+        secret = "" if settings.jwt_secret else f" secret={system.secret}"
+        print(f"dragoman ready: {system.url}/ broker={system.bootstrap} token={token}{secret}", flush=True)
         exited = system.supervisor.exited
         reason = _wait_for_signal(lambda: f"{exited()} exited" if exited() else None)
         log.warning("stopping (%s)", reason)

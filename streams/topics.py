@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from schemas import AudioFrame, DeadLetter, RoomEvent, SynthesizedAudio, Transcript, Translation
+from schemas import AudioFrame, DeadLetter, RoomEvent, Signal, SynthesizedAudio, Transcript, Translation
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ AUDIO_RAW = TopicSpec("audio.raw", AudioFrame)
 TEXT_ORIGINAL = TopicSpec("text.original", Transcript)
 TEXT_TRANSLATED = TopicSpec("text.translated", Translation)
 AUDIO_SYNTHESIZED = TopicSpec("audio.synthesized", SynthesizedAudio)
+SIGNALING = TopicSpec("signaling", Signal, config={"retention.ms": str(3600 * 1000)})
 DLQ = TopicSpec("pipeline.dlq", DeadLetter, config={"retention.ms": str(7 * 24 * 3600 * 1000)})
 
 MEETING_TOPICS: tuple[TopicSpec, ...] = (
@@ -44,10 +45,14 @@ MEETING_TOPICS: tuple[TopicSpec, ...] = (
     TEXT_ORIGINAL,
     TEXT_TRANSLATED,
     AUDIO_SYNTHESIZED,
+    SIGNALING,
     DLQ,
 )
 
-EGRESS_TOPICS: tuple[TopicSpec, ...] = (TEXT_ORIGINAL, TEXT_TRANSLATED, AUDIO_SYNTHESIZED)
-"""What the gateway's egress consumer reads and fans out to listeners."""
+EGRESS_TOPICS: tuple[TopicSpec, ...] = (TEXT_ORIGINAL, TEXT_TRANSLATED, AUDIO_SYNTHESIZED, SIGNALING)
+"""What the gateway's egress consumer reads from the tail and fans out to local sockets."""
+EGRESS_STATE_TOPICS: tuple[TopicSpec, ...] = (ROOM_EVENTS,)
+"""What it reads from the beginning: every gateway knows every room's participants."""
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in MEETING_TOPICS}
+BY_RECORD: dict[type[BaseModel], TopicSpec] = {spec.record: spec for spec in MEETING_TOPICS}

@@ -8,7 +8,7 @@ import time
 import jwt
 import pytest
 
-from schemas import RoomEvent, RoomEventKind, SynthesizedAudio, Transcript, Translation
+from schemas import RoomEvent, RoomEventKind, Signal, SignalKind, SynthesizedAudio, Transcript, Translation
 from streams.rooms import apply_event, listening_languages
 from web import auth
 from web.ingest import BadFrame, FrameGrouper
@@ -73,6 +73,44 @@ def _chunk(index: int, is_last: bool, pcm: bytes = b"\x01\x00" * 4) -> Synthesiz
         room_id="r", speaker_id="carlos", utterance_id="s:0", language="en", chunk_index=index, is_last=is_last,
         pcm=pcm, speech_ended_at=1.0,
     )  # fmt: skip
+
+
+def test_signaling_relays_by_user_and_mutes_originals_during_translated_speech() -> None:
+    router = Router()
+    ana = Connection("signaling", "r", "a3", "ana", None)
+    carlos = Connection("signaling", "r", "c3", "carlos", None)
+    router.route(_event(RoomEventKind.JOINED, "a1", "ana", speak="en", listen="en"))
+    router.route(_event(RoomEventKind.JOINED, "c1", "carlos", speak="es", listen="es"))
+    assert json.loads(router.add(ana)[0])["participants"] == [
+        {"user_id": "ana", "name": "", "speak": "en", "listen": "en"},
+        {"user_id": "carlos", "name": "", "speak": "es", "listen": "es"},
+    ]
+    router.add(carlos)
+    offer = Signal(room_id="r", kind=SignalKind.OFFER, from_user="carlos", to_user="ana", payload={"sdp": "v=0"})
+    assert [(c, [json.loads(m) for m in ms]) for c, ms in router.route(offer)] == [
+        (ana, [{"type": "offer", "from": "carlos", "payload": {"sdp": "v=0"}}])
+    ]
+    started = dict(router.route(_chunk(0, is_last=False)))
+    assert [json.loads(m)["type"] for m in started[ana]] == ["suppress_original"] and carlos not in started
+    ended = dict(router.route(_chunk(1, is_last=True, pcm=b"")))
+    assert json.loads(ended[ana][0]) == {"type": "restore_original", "speaker_id": "carlos"}
+    update = dict(router.route(_event(RoomEventKind.LEFT, "c1", "carlos", speak="es", listen="es")))
+    assert [p["user_id"] for p in json.loads(update[ana][0])["participants"]] == ["ana"]
+
+
+def test_captions_backlog_holds_the_recent_finals_of_the_room() -> None:
+    router = Router()
+    for i in range(60):
+        router.route(_transcript("es").model_copy(update={"utterance_id": f"s:{i}"}))
+    router.route(_transcript("es").model_copy(update={"is_final": False}))
+    backlog = [json.loads(m) for m in router.add(Connection("captions", "r", "v1", "viewer", None))]
+    assert len(backlog) == 50 and all(c["backlog"] and c["is_final"] for c in backlog)
+    assert backlog[-1]["utterance_id"] == "s:59"
+    assert router.add(Connection("captions", "r", "v2", "viewer", "de")) == []
+
+
+def _event(kind: RoomEventKind, session: str, user: str, speak: str | None, listen: str) -> RoomEvent:
+    return RoomEvent(room_id="r", kind=kind, session_id=session, user_id=user, speak=speak, listen=listen, at=0)
 
 
 def test_routing_by_room_language_and_never_to_the_speaker() -> None:

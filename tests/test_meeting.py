@@ -61,11 +61,10 @@ async def test_spanish_speaker_is_heard_and_read_in_english(meeting: Meeting, ht
     listener_ws = await http.ws_connect(socket_url(meeting, "audio", room, "ana", speak="en", listen="en"))
     captions_ws = await http.ws_connect(socket_url(meeting, "captions", room, "ana"))
     speaker_ws = await http.ws_connect(socket_url(meeting, "audio", room, "carlos", speak="es", listen="es"))
-    listener, captions, speaker = Received(), Received(), Received()
-    collectors = [
-        asyncio.create_task(collect(ws, into))
-        for ws, into in ((listener_ws, listener), (captions_ws, captions), (speaker_ws, speaker))
-    ]
+    signaling_ws = await http.ws_connect(socket_url(meeting, "signaling", room, "ana"))
+    listener, captions, speaker, signaling = Received(), Received(), Received(), Received()
+    sockets = ((listener_ws, listener), (captions_ws, captions), (speaker_ws, speaker), (signaling_ws, signaling))
+    collectors = [asyncio.create_task(collect(ws, into)) for ws, into in sockets]
     await wait_until(lambda: speaker.json and listener.json, timeout=10)
     assert speaker.json[0]["type"] == "session" and speaker.json[0]["speak"] == "es"
     assert listener.json[0]["type"] == "session" and listener.json[0]["listen"] == "en"
@@ -106,7 +105,21 @@ async def test_spanish_speaker_is_heard_and_read_in_english(meeting: Meeting, ht
     assert not speaker.binary, "the speaker got audio back"
     assert not [m for m in speaker.json if m["type"] in ("audio_start", "audio_end")]
 
-    for ws in (listener_ws, captions_ws, speaker_ws):
+    # Ana's client mutes Carlos's original track while she hears him translated, then restores it.
+    mutes = [m for m in signaling.json if m["type"] in ("suppress_original", "restore_original")]
+    assert mutes[0] == {"type": "suppress_original", "speaker_id": "carlos", "utterance_id": starts[0]["utterance_id"],
+                        "language": "en"}  # fmt: skip
+    assert [m["type"] for m in mutes].count("restore_original") >= len(prompts)
+    people = [m for m in signaling.json if m["type"] == "participants"][-1]["participants"]
+    assert {(p["user_id"], p["speak"], p["listen"]) for p in people} == {("ana", "en", "en"), ("carlos", "es", "es")}
+
+    # A late joiner's captions socket first gets the room's recent finals, marked as backlog.
+    late_ws = await http.ws_connect(socket_url(meeting, "captions", room, "late", language="en"))
+    late = [await late_ws.receive_json(timeout=10) for _ in english]
+    assert [c["text"] for c in late] == [c["text"] for c in english] and all(c["backlog"] for c in late)
+    await late_ws.close()
+
+    for ws, _ in sockets:
         await ws.close()
     await asyncio.gather(*collectors)
 

@@ -85,6 +85,22 @@ async def test_oversized_frames_are_closed_with_1009(meeting: Meeting, http: aio
     assert ws.close_code == 1009
 
 
+async def test_signaling_is_relayed_by_user_id(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    name = room()
+    alice = await http.ws_connect(socket_url(meeting, "signaling", name, "alice"))
+    bob = await http.ws_connect(socket_url(meeting, "signaling", name, "bob"))
+    assert (await next_json(alice))["type"] == "participants"
+    assert (await next_json(bob))["type"] == "participants"
+    await alice.send_str(json.dumps({"type": "offer", "to": "bob", "payload": {"sdp": "v=0 offer"}}))
+    assert await next_json(bob) == {"type": "offer", "from": "alice", "payload": {"sdp": "v=0 offer"}}
+    await bob.send_str(json.dumps({"type": "answer", "to": "alice", "payload": {"sdp": "v=0 answer"}}))
+    assert await next_json(alice) == {"type": "answer", "from": "bob", "payload": {"sdp": "v=0 answer"}}
+    await bob.send_str(json.dumps({"type": "ice", "payload": {}}))
+    assert (await next_json(bob))["code"] == "bad_request"
+    for ws in (alice, bob):
+        await ws.close()
+
+
 async def test_health_and_metrics_answer(meeting: Meeting, http: aiohttp.ClientSession) -> None:
     async with http.get(f"{meeting.url}/healthz") as response:
         assert response.status == 200 and (await response.json())["status"] == "ok"

@@ -21,15 +21,35 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import WSMsgType, web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas import SAMPLE_RATE, Record, RoomEvent, RoomEventKind, SynthesizedAudio, Transcript, decode, encode
+from schemas import (
+    SAMPLE_RATE,
+    Record,
+    RoomEvent,
+    RoomEventKind,
+    Signal,
+    SignalKind,
+    SynthesizedAudio,
+    Transcript,
+    Translation,
+    decode,
+    encode,
+)
 from streams import metrics
 from streams.languages import SUPPORTED_LANGUAGES
 from streams.model_paths import ModelPaths, is_test_model
 from streams.settings import Settings
-from streams.topics import AUDIO_RAW, BY_NAME, EGRESS_TOPICS, ROOM_EVENTS
+from streams.topics import (
+    BY_NAME,
+    BY_RECORD,
+    EGRESS_STATE_TOPICS,
+    EGRESS_TOPICS,
+    TEXT_ORIGINAL,
+    TEXT_TRANSLATED,
+    TopicSpec,
+)
 from web import auth
 from web.ingest import MAX_FRAME_BYTES, BadFrame, FrameGrouper
 from web.routing import Connection, Outbox, Router, error_message
@@ -39,6 +59,8 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_POLICY = 1008
 EGRESS_RESTART_DELAY_S = 1.0
+BACKLOG_REPLAY = 200
+"""Messages per text partition the egress re-reads at start, so the captions backlog survives a restart."""
 
 
 class Gateway:
@@ -52,6 +74,7 @@ class Gateway:
         self.producer: AIOKafkaProducer | None = None
         self.egress_running = False
         self._in_flight = 0
+        self.live_since = float("inf")
         self._egress_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -77,8 +100,8 @@ class Gateway:
     async def produce(self, record: Record) -> None:
         """Send without waiting for delivery; the in-flight count is what overload is judged by."""
         assert self.producer is not None
-        spec = ROOM_EVENTS if isinstance(record, RoomEvent) else AUDIO_RAW
-        delivery = await self.producer.send(spec.name, key=record.room_id.encode(), value=encode(record))
+        topic = BY_RECORD[type(record)].name
+        delivery = await self.producer.send(topic, key=record.room_id.encode(), value=encode(record))
         self._in_flight += 1
         delivery.add_done_callback(self._delivered)
 
@@ -101,17 +124,30 @@ class Gateway:
             await asyncio.sleep(EGRESS_RESTART_DELAY_S)
 
     async def _egress(self) -> None:
-        # No group: this process reads every partition itself, from the tail.
+        """No consumer group: this process reads every partition itself. Room membership from the
+        beginning (every gateway knows every room), recent captions for the backlog, the rest from the tail."""
         consumer = AIOKafkaConsumer(
-            *(spec.name for spec in EGRESS_TOPICS),
             bootstrap_servers=self.bootstrap,
             group_id=None,
-            auto_offset_reset="latest",
+            enable_auto_commit=False,
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
         )
         await consumer.start()
-        self.egress_running = True
         try:
+            await consumer.topics()  # loads partition metadata
+
+            def partitions(specs: tuple[TopicSpec, ...]) -> list[TopicPartition]:
+                return [TopicPartition(s.name, p) for s in specs for p in consumer.partitions_for_topic(s.name) or ()]
+
+            heads, tails = partitions(EGRESS_STATE_TOPICS), partitions(EGRESS_TOPICS)
+            consumer.assign(heads + tails)
+            await consumer.seek_to_beginning(*heads)
+            ends = await consumer.end_offsets(tails)
+            for tp in tails:
+                replay = BACKLOG_REPLAY if tp.topic in (TEXT_ORIGINAL.name, TEXT_TRANSLATED.name) else 0
+                consumer.seek(tp, max(0, ends[tp] - replay))
+            self.live_since = time.time()
+            self.egress_running = True
             async for message in consumer:
                 try:
                     record = decode(cast(type[Record], BY_NAME[message.topic].record), message.value)
@@ -124,18 +160,19 @@ class Gateway:
 
     def deliver(self, record: Record) -> None:
         now = time.time()
-        metrics.observe_last_stage(record)
-        if (
-            isinstance(record, Transcript)
-            and record.is_final
-            and record.language == getattr(record, "source_language", record.language)
-        ):
-            metrics.END_TO_END.labels("final_caption").observe(now - record.speech_ended_at)
-        if isinstance(record, SynthesizedAudio) and record.chunk_index == 0:
-            metrics.END_TO_END.labels("first_audio").observe(now - record.speech_ended_at)
+        if record.timings and record.timings[-1].sent_at >= self.live_since:  # not what was replayed at start
+            self._observe(record, now)
         for connection, messages in self.router.route(record):
             for message in messages:
                 connection.outbox.put(message)
+
+    @staticmethod
+    def _observe(record: Record, now: float) -> None:
+        metrics.observe_last_stage(record)
+        if isinstance(record, Transcript) and record.is_final and not isinstance(record, Translation):
+            metrics.END_TO_END.labels("final_caption").observe(now - record.speech_ended_at)
+        if isinstance(record, SynthesizedAudio) and record.chunk_index == 0:
+            metrics.END_TO_END.labels("first_audio").observe(now - record.speech_ended_at)
 
 
 # --- handlers ---------------------------------------------------------------------------
@@ -174,20 +211,51 @@ async def _pump(ws: web.WebSocketResponse, outbox: Outbox) -> None:
             await ws.send_str(item)
 
 
+CommandHandler = Callable[[dict[str, Any]], Awaitable[bool]]
+"""Handles one client JSON command; False when its ``type`` is not one this endpoint knows."""
+
+
+def parse_command(data: str) -> dict[str, Any] | None:
+    """A client text frame as a command object, or None when it is not a JSON object with a string type."""
+    try:
+        command = json.loads(data)
+    except ValueError:
+        return None
+    return command if isinstance(command, dict) and isinstance(command.get("type"), str) else None
+
+
 async def _serve(
     ws: web.WebSocketResponse,
     connection: Connection,
     gateway: Gateway,
-    on_message: Callable[[Any], Awaitable[None]],
     endpoint: str,
+    on_command: CommandHandler,
+    on_binary: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> None:
-    """Register ``connection`` with the router, feed client messages to ``on_message``, clean up."""
-    gateway.router.add(connection)
+    """Register ``connection`` with the router and serve its client until the socket closes.
+
+    Every endpoint answers ``ping`` and refuses what it cannot read with ``bad_request``,
+    leaving the connection open.
+    """
+    for first in gateway.router.add(connection):
+        connection.outbox.put(first)
     metrics.CONNECTIONS.labels(endpoint).inc()
     pump = asyncio.create_task(_pump(ws, connection.outbox))
     try:
         async for message in ws:
-            await on_message(message)
+            if message.type == WSMsgType.BINARY:
+                if on_binary is None:
+                    await ws.send_str(error_message("bad_request", f"/ws/{endpoint} takes no binary frames"))
+                else:
+                    await on_binary(message.data)
+            elif message.type == WSMsgType.TEXT:
+                command = parse_command(message.data)
+                if command is None:
+                    await ws.send_str(error_message("bad_request", "text frames must be JSON objects with a 'type'"))
+                elif command["type"] == "ping":
+                    await ws.send_json({"type": "pong"})
+                elif not await on_command(command):
+                    await ws.send_str(error_message("bad_request", f"unknown message type {command['type']!r}"))
     finally:
         pump.cancel()
         gateway.router.remove(connection)
@@ -248,22 +316,10 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
         for frame in frames:
             await gateway.produce(frame)
 
-    async def on_message(message: Any) -> None:
+    async def on_command(command: dict[str, Any]) -> bool:
         nonlocal speak, listen
-        if message.type == WSMsgType.BINARY:
-            await send_audio(message.data)
-            return
-        if message.type != WSMsgType.TEXT:
-            return
-        try:
-            command = json.loads(message.data)
-            kind = command["type"] if isinstance(command, dict) else None
-        except (ValueError, KeyError):
-            await ws.send_str(error_message("bad_request", "text frames must be JSON objects with a 'type'"))
-            return
-        if kind == "ping":
-            await ws.send_json({"type": "pong"})
-        elif kind == "flush":
+        kind = command["type"]
+        if kind == "flush":
             for frame in grouper.flush(speak, end_of_utterance=True):
                 await gateway.produce(frame)
         elif kind == "audio":
@@ -271,23 +327,24 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
                 pcm = base64.b64decode(str(command.get("pcm_b64", "")), validate=True)
             except (binascii.Error, ValueError):
                 await ws.send_str(error_message("bad_frame", "pcm_b64 is not valid base64"))
-                return
+                return True
             await send_audio(pcm)
         elif kind == "languages":
             new_speak, new_listen = command.get("speak", speak), command.get("listen", listen)
             if not all(isinstance(c, str) and c in SUPPORTED_LANGUAGES for c in (new_speak, new_listen)):
                 await ws.send_str(error_message("unsupported_language", f"unsupported: {new_speak!r}/{new_listen!r}"))
-                return
+                return True
             for frame in grouper.flush(speak, end_of_utterance=False):
                 await gateway.produce(frame)
             speak, listen = new_speak, new_listen
             connection.language = listen
             await gateway.produce(_room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak))
         else:
-            await ws.send_str(error_message("bad_request", f"unknown message type {kind!r}"))
+            return False
+        return True
 
     try:
-        await _serve(ws, connection, gateway, on_message, "audio")
+        await _serve(ws, connection, gateway, "audio", on_command, on_binary=send_audio)
     finally:
         for frame in grouper.flush(speak, end_of_utterance=True):
             await gateway.produce(frame)
@@ -311,12 +368,11 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
     if language:
         await gateway.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, None))
 
-    async def on_message(message: Any) -> None:
-        if message.type == WSMsgType.TEXT and message.data.strip() == '{"type": "ping"}':
-            await ws.send_json({"type": "pong"})
+    async def no_commands(command: dict[str, Any]) -> bool:
+        return False
 
     try:
-        await _serve(ws, connection, gateway, on_message, "captions")
+        await _serve(ws, connection, gateway, "captions", no_commands)
     finally:
         if language:
             await gateway.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, None))
@@ -331,6 +387,31 @@ def translation_warning(settings: Settings) -> str | None:
         f"NLLB model {settings.nllb_model!r} is a test model with random weights: its translations are nonsense "
         "(pairs Apertium covers, such as en-es, are translated by Apertium when it is installed)"
     )
+
+
+async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
+    ws, claims = await _open(request)
+    if claims is None:
+        return ws
+    gateway = request.app[GATEWAY]
+    room_id = request.match_info["room"]
+    connection = Connection(
+        "signaling", room_id, uuid.uuid4().hex, claims.user_id, None, Outbox(gateway.settings.send_queue_frames)
+    )
+
+    async def relay(command: dict[str, Any]) -> bool:
+        if command["type"] not in {kind.value for kind in SignalKind}:
+            return False
+        to, payload = command.get("to"), command.get("payload", {})
+        if not isinstance(to, str) or not isinstance(payload, dict):
+            await ws.send_str(error_message("bad_request", "signaling needs 'to' (a user id) and an object 'payload'"))
+            return True
+        kind = SignalKind(command["type"])
+        await gateway.produce(Signal(room_id=room_id, kind=kind, from_user=claims.user_id, to_user=to, payload=payload))
+        return True
+
+    await _serve(ws, connection, gateway, "signaling", relay)
+    return ws
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -358,6 +439,7 @@ def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Appli
     app.on_cleanup.append(gateway.stop)
     app.router.add_get("/ws/audio/{room}", audio_socket)
     app.router.add_get("/ws/captions/{room}", captions_socket)
+    app.router.add_get("/ws/signaling/{room}", signaling_socket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     return app

@@ -13,8 +13,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from schemas import Record, SynthesizedAudio, Transcript, Translation
+from schemas import Record, RoomEvent, Signal, SynthesizedAudio, Transcript, Translation
 from streams import metrics
+from streams.rooms import RoomState, apply_event
 
 Outgoing = str | bytes
 """A text (JSON) or binary WebSocket message."""
@@ -62,16 +63,20 @@ def error_message(code: str, message: str) -> str:
     return json.dumps({"type": "error", "code": code, "message": message})
 
 
+BACKLOG_CAPTIONS = 50
+"""Recent final captions per room that a captions socket gets on connect (``backlog: true``)."""
+
+
 @dataclass(eq=False)
 class Connection:
     """One client WebSocket, as the router sees it."""
 
-    kind: Literal["audio", "captions"]
+    kind: Literal["audio", "captions", "signaling"]
     room_id: str
     session_id: str
     user_id: str
     language: str | None
-    """Audio: the listening language. Captions: the language filter (None: every caption)."""
+    """Audio: the listening language. Captions: the language filter (None: every caption). Signaling: None."""
     outbox: Outbox = field(repr=False, default_factory=lambda: Outbox(64))
 
 
@@ -93,24 +98,50 @@ def caption_message(record: Transcript, backlog: bool = False) -> str:
     )
 
 
-class Router:
-    def __init__(self) -> None:
-        self._rooms: dict[str, set[Connection]] = {}
+def participants_message(state: RoomState) -> str:
+    """Speakers of the room (captions-only viewers are not participants), one entry per user."""
+    people = {p["user_id"]: p for p in state.values() if p["speak"]}
+    listing = [{k: p[k] for k in ("user_id", "name", "speak", "listen")} for _, p in sorted(people.items())]
+    return json.dumps({"type": "participants", "participants": listing})
 
-    def add(self, connection: Connection) -> None:
-        self._rooms.setdefault(connection.room_id, set()).add(connection)
+
+class Router:
+    """Local sockets by room, every room's participants, and each room's recent final captions."""
+
+    def __init__(self) -> None:
+        self._connections: dict[str, set[Connection]] = {}
+        self.rooms: dict[str, RoomState] = {}
+        self._recent: dict[str, deque[Transcript]] = {}
+
+    def add(self, connection: Connection) -> list[Outgoing]:
+        """Register a socket; returns what it gets first (captions backlog, participant list)."""
+        self._connections.setdefault(connection.room_id, set()).add(connection)
+        if connection.kind == "captions":
+            recent = self._recent.get(connection.room_id, ())
+            return [caption_message(t, backlog=True) for t in recent if connection.language in (None, t.language)]
+        if connection.kind == "signaling":
+            return [participants_message(self.rooms.get(connection.room_id, {}))]
+        return []
 
     def remove(self, connection: Connection) -> None:
-        members = self._rooms.get(connection.room_id, set())
+        members = self._connections.get(connection.room_id, set())
         members.discard(connection)
         if not members:
-            self._rooms.pop(connection.room_id, None)
+            self._connections.pop(connection.room_id, None)
 
     def connections(self, room_id: str) -> set[Connection]:
-        return self._rooms.get(room_id, set())
+        return self._connections.get(room_id, set())
 
     def route(self, record: Record) -> list[tuple[Connection, list[Outgoing]]]:
-        """Who gets ``record``, and as which messages."""
+        """Who gets ``record``, and as which messages; room events and finals also update state."""
+        if isinstance(record, RoomEvent):
+            self.rooms[record.room_id] = state = apply_event(self.rooms.get(record.room_id, {}), record)
+            if not state:
+                del self.rooms[record.room_id]
+            update = participants_message(state)
+            return [(c, [update]) for c in self.connections(record.room_id) if c.kind == "signaling"]
+        if isinstance(record, Transcript) and record.is_final:
+            self._recent.setdefault(record.room_id, deque(maxlen=BACKLOG_CAPTIONS)).append(record)
         deliveries: list[tuple[Connection, list[Outgoing]]] = []
         for connection in self.connections(record.room_id):
             messages = self._messages_for(connection, record)
@@ -118,17 +149,27 @@ class Router:
                 deliveries.append((connection, messages))
         return deliveries
 
-    @staticmethod
-    def _messages_for(connection: Connection, record: Record) -> list[Outgoing]:
+    def listens_in(self, room_id: str, user_id: str) -> set[str]:
+        """The languages a user listens in, over all their connections in the room."""
+        return {p["listen"] for p in self.rooms.get(room_id, {}).values() if p["user_id"] == user_id and p["speak"]}
+
+    def _messages_for(self, connection: Connection, record: Record) -> list[Outgoing]:
         if isinstance(record, Transcript):
             wanted = connection.kind == "captions" and connection.language in (None, record.language)
             return [caption_message(record)] if wanted else []
-        if isinstance(record, SynthesizedAudio):
-            if connection.kind != "audio" or connection.language != record.language:
+        if isinstance(record, Signal):
+            if connection.kind != "signaling" or connection.user_id != record.to_user:
                 return []
+            return [json.dumps({"type": record.kind.value, "from": record.from_user, "payload": record.payload})]
+        if isinstance(record, SynthesizedAudio):
             if connection.user_id == record.speaker_id:  # never one's own speech back
                 return []
-            return audio_messages(record)
+            if connection.kind == "audio" and connection.language == record.language:
+                return audio_messages(record)
+            if connection.kind == "signaling" and record.language in self.listens_in(
+                record.room_id, connection.user_id
+            ):
+                return suppression_messages(record)
         return []
 
 
@@ -142,4 +183,15 @@ def audio_messages(chunk: SynthesizedAudio) -> list[Outgoing]:
         messages.append(chunk.pcm)
     if chunk.is_last:
         messages.append(json.dumps({"type": "audio_end", **ids}))
+    return messages
+
+
+def suppression_messages(chunk: SynthesizedAudio) -> list[Outgoing]:
+    """While a listener hears a speaker translated, the speaker's original WebRTC track is muted for them."""
+    messages: list[Outgoing] = []
+    if chunk.chunk_index == 0:
+        ids = {"speaker_id": chunk.speaker_id, "utterance_id": chunk.utterance_id, "language": chunk.language}
+        messages.append(json.dumps({"type": "suppress_original", **ids}))
+    if chunk.is_last:
+        messages.append(json.dumps({"type": "restore_original", "speaker_id": chunk.speaker_id}))
     return messages
