@@ -206,7 +206,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         token = mint(system.secret, "*", "demo", name="Demo")
         # A secret made for this run is printed so that `dragoman token` can mint more with it.
         secret = "" if settings.jwt_secret else f" secret={system.secret}"
-        print(f"dragoman ready: {system.url}/ broker={system.bootstrap} token={token}{secret}", flush=True)
+        print(f"dragoman ready: {system.url}/?token={token} broker={system.bootstrap}{secret}", flush=True)
         exited = system.supervisor.exited
         reason = _wait_for_signal(lambda: f"{exited()} exited" if exited() else None)
         log.warning("stopping (%s)", reason)

@@ -19,7 +19,7 @@ import pytest
 from streams.broker import free_port
 from web.auth import mint
 
-READY = re.compile(r"dragoman ready: (?P<url>\S+) broker=(?P<broker>\S+) token=(?P<token>\S+)")
+READY = re.compile(r"dragoman ready: (?P<url>http://[^/]+)/\?token=(?P<token>\S+) broker=(?P<broker>\S+)")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 

@@ -72,6 +72,8 @@ async def meeting_under_fire(meeting: Meeting, messages: list[str | bytes]) -> l
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(messages=st.lists(client_messages, min_size=5, max_size=40))
-def test_garbage_from_one_client_leaves_the_others_captions_intact(meeting: Meeting, messages: list[str | bytes]) -> None:
+def test_garbage_from_one_client_leaves_the_others_captions_intact(
+    meeting: Meeting, messages: list[str | bytes]
+) -> None:
     finals = asyncio.run(meeting_under_fire(meeting, messages))
     assert word_error_rate([prompt_transcripts("en")["agent-newlocation"]], [" ".join(finals)]) <= 0.2, finals

@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from aiohttp import WSMsgType, web
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_POLICY = 1008
+STATIC = Path(__file__).parent / "static"
 EGRESS_RESTART_DELAY_S = 1.0
 BACKLOG_REPLAY = 200
 """Messages per text partition the egress re-reads at start, so the captions backlog survives a restart."""
@@ -427,6 +429,30 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy else 503)
 
 
+async def mint_token(request: web.Request) -> web.Response:
+    """A host (a token for room ``*``) mints a participant's token: the demo page's join form uses it."""
+    gateway = request.app[GATEWAY]
+    bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
+    try:
+        host = auth.verify(gateway.jwt_secret, bearer, "*")
+    except auth.Unauthorized as exc:
+        return web.json_response({"detail": f"unauthorized: {exc}"}, status=401)
+    if host.room != "*":
+        return web.json_response({"detail": "only a host token (room '*') may mint tokens"}, status=403)
+    try:
+        body = await request.json()
+        user, room = str(body["user"]).strip(), str(body["room"]).strip()
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"detail": "send JSON {user, room}"}, status=400)
+    if not user or not room:
+        return web.json_response({"detail": "user and room must not be empty"}, status=400)
+    return web.json_response({"token": auth.mint(gateway.jwt_secret, room, user, name=user)})
+
+
+async def demo_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
 async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
@@ -440,6 +466,9 @@ def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Appli
     app.router.add_get("/ws/audio/{room}", audio_socket)
     app.router.add_get("/ws/captions/{room}", captions_socket)
     app.router.add_get("/ws/signaling/{room}", signaling_socket)
+    app.router.add_get("/", demo_page)
+    app.router.add_static("/static/", STATIC)
+    app.router.add_post("/v1/tokens", mint_token)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     return app

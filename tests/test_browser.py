@@ -1,0 +1,105 @@
+"""The demo page in headless Chromium, its microphone fed a recording: the recording's words must
+appear as captions on the page. Driven over the DevTools protocol; a screenshot is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+import soundfile
+
+from tests.conftest import ARTIFACTS, Meeting
+from tests.speech import prompt_pcm, silence
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (infra/dev installs it)"),
+]
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required", "--window-size=1100,800", "--remote-debugging-port=0",
+]  # fmt: skip
+
+
+class DevTools:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws, self._ids = ws, itertools.count(1)
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        call_id = next(self._ids)
+        await self._ws.send_json({"id": call_id, "method": method, "params": params})
+        while True:
+            message = await self._ws.receive_json(timeout=30)
+            if message.get("id") == call_id:
+                assert "error" not in message, message
+                return dict(message.get("result", {}))
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+
+async def test_the_demo_page_shows_what_its_microphone_hears(meeting: Meeting) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    recording = ARTIFACTS / "fake-microphone.wav"
+    pcm = silence(1.5) + prompt_pcm("en", "agent-newlocation") + silence(3)
+    soundfile.write(recording, np.frombuffer(pcm, "<i2"), 16_000, subtype="PCM_16")
+    with tempfile.TemporaryDirectory() as profile:
+        browser = subprocess.Popen(
+            [str(CHROMIUM), *CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={recording}",
+             f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await drive(meeting, Path(profile))
+        finally:
+            browser.kill()
+            browser.wait()
+
+
+async def drive(meeting: Meeting, profile: Path) -> None:
+    port_file = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text().strip():
+        assert time.monotonic() < deadline, "chromium did not start"
+        await asyncio.sleep(0.2)
+    port = port_file.read_text().split()[0]
+    async with aiohttp.ClientSession() as http:
+        pages: list[dict[str, Any]] = []
+        while not pages:  # the port file can appear before the first tab does
+            assert time.monotonic() < deadline, "chromium opened no page"
+            async with http.get(f"http://127.0.0.1:{port}/json/list") as response:
+                pages = [t for t in await response.json() if t["type"] == "page"]
+            await asyncio.sleep(0.2)
+        page = pages[0]
+        async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            tools = DevTools(ws)
+            room = f"browser-{uuid.uuid4().hex[:6]}"
+            query = f"token={meeting.token}&room={room}&name=Browser&speak=en&listen=en&autojoin=1"
+            await tools.call("Page.navigate", url=f"{meeting.url}/?{query}")
+            captions, error = "", None
+            deadline = time.monotonic() + 90
+            while "extension" not in captions.lower() and time.monotonic() < deadline:
+                await asyncio.sleep(1)
+                captions = await tools.evaluate("document.querySelector('#captions ol')?.innerText ?? ''") or ""
+                error = await tools.evaluate("(e => e.hidden ? null : e.textContent)(document.querySelector('#error'))")
+                assert not error, error
+            shot = await tools.call("Page.captureScreenshot", format="png")
+            (ARTIFACTS / "demo-page.png").write_bytes(base64.b64decode(shot["data"]))
+            people = await tools.evaluate("document.querySelector('#participants').innerText")
+    assert "please enter a new extension" in captions.lower(), captions
+    assert "Browser" in people

@@ -1,0 +1,128 @@
+// The demo meeting page: microphone → /ws/audio, captions from /ws/captions, people from /ws/signaling.
+const RATE = 16000;
+const FRAME = RATE / 10; // send 100 ms of PCM per message
+const LANGUAGES = ["en", "es", "de", "fr", "it", "pt", "nl", "pl", "ru", "zh", "ja", "ar", "hi"];
+
+const $ = (selector) => document.querySelector(selector);
+const params = new URLSearchParams(location.search);
+const form = $("#join");
+
+for (const select of form.querySelectorAll("select")) {
+  for (const code of LANGUAGES) select.add(new Option(code, code));
+}
+for (const [key, value] of params) if (form.elements[key]) form.elements[key].value = value;
+
+function showError(text) {
+  const box = $("#error");
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function socket(kind, room, token, query = {}) {
+  const q = new URLSearchParams({ token, ...query });
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws/${kind}/${encodeURIComponent(room)}?${q}`);
+  ws.addEventListener("close", (event) => {
+    if (event.code === 4001) showError(`Not allowed in this room (${event.reason || "bad token"}).`);
+    else if (event.code !== 1000) showError(`The ${kind} connection closed (${event.code} ${event.reason}).`);
+  });
+  return ws;
+}
+
+// A host token (room "*") mints a token for the name entered, so everyone on the page is themselves.
+async function tokenFor(name) {
+  const host = params.get("token");
+  if (!host) throw new Error("Open the link `dragoman up` printed: it carries a token.");
+  const response = await fetch("/v1/tokens", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${host}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ user: name, room: form.elements.room.value }),
+  });
+  if (!response.ok) throw new Error(`Could not join: ${(await response.json()).detail}`);
+  return (await response.json()).token;
+}
+
+const captions = new Map(); // utterance id + language → <li>
+function showCaption(c) {
+  const key = `${c.utterance_id}/${c.language}`;
+  let item = captions.get(key);
+  if (!item) {
+    item = document.createElement("li");
+    item.innerHTML = '<span class="who"></span><span class="lang"></span><span class="text"></span>';
+    $("#captions ol").append(item);
+    captions.set(key, item);
+  }
+  item.className = c.is_final ? "final" : "partial";
+  item.querySelector(".who").textContent = c.speaker_id;
+  item.querySelector(".lang").textContent = c.language === c.source_language ? c.language : `${c.source_language}→${c.language}`;
+  item.querySelector(".text").textContent = c.text;
+}
+
+function showParticipants(list) {
+  $("#participants").replaceChildren(
+    ...list.map((p) => Object.assign(document.createElement("li"), { textContent: `${p.name || p.user_id} (${p.speak} → ${p.listen})` })),
+  );
+}
+
+// Translated speech: 16 kHz int16 chunks, played back to back.
+function player(context) {
+  let playAt = 0;
+  return (bytes) => {
+    const samples = new Int16Array(bytes);
+    const buffer = context.createBuffer(1, samples.length, RATE);
+    buffer.getChannelData(0).set(Float32Array.from(samples, (s) => s / 32768));
+    const source = context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(context.destination);
+    playAt = Math.max(playAt, context.currentTime);
+    source.start(playAt);
+    playAt += buffer.duration;
+  };
+}
+
+async function join(event) {
+  event.preventDefault();
+  const { name, room, speak, listen } = Object.fromEntries(new FormData(form));
+  try {
+    const token = await tokenFor(name);
+    const context = new AudioContext({ sampleRate: RATE });
+    const microphone = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
+    await context.audioWorklet.addModule("/static/capture-worklet.js");
+    const capture = new AudioWorkletNode(context, "capture");
+    context.createMediaStreamSource(microphone).connect(capture);
+
+    const audio = socket("audio", room, token, { speak, listen });
+    audio.binaryType = "arraybuffer";
+    const play = player(context);
+    audio.addEventListener("message", (m) => {
+      if (typeof m.data !== "string") return play(m.data);
+      const message = JSON.parse(m.data);
+      if (message.type === "session") $("#status").textContent = `in ${message.room_id} as ${message.user_id}`;
+      if (message.type === "error") showError(`${message.code}: ${message.message}`);
+    });
+    let pending = new Int16Array(0);
+    capture.port.onmessage = ({ data }) => {
+      const next = new Int16Array(pending.length + data.length);
+      next.set(pending);
+      next.set(Int16Array.from(data, (s) => Math.max(-32768, Math.min(32767, s * 32768))), pending.length);
+      pending = next;
+      while (pending.length >= FRAME && audio.readyState === WebSocket.OPEN) {
+        audio.send(pending.slice(0, FRAME).buffer);
+        pending = pending.slice(FRAME);
+      }
+    };
+
+    socket("captions", room, token, { language: listen }).addEventListener("message", (m) => showCaption(JSON.parse(m.data)));
+    socket("signaling", room, token).addEventListener("message", (m) => {
+      const message = JSON.parse(m.data);
+      if (message.type === "participants") showParticipants(message.participants);
+    });
+    form.hidden = true;
+    $("main").hidden = false;
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+form.addEventListener("submit", join);
+if (params.get("autojoin")) form.requestSubmit();
