@@ -36,6 +36,12 @@ class Supervisor:
         """Children that are no longer running, with their exit codes."""
         return [(name, code) for name, p in self._children.items() if (code := p.poll()) is not None]
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one child, as a crash would."""
+        child = self._children.pop(name)
+        child.kill()
+        child.wait()
+
     def stop(self) -> None:
         for child in self._children.values():
             if child.poll() is None:
