@@ -31,8 +31,8 @@ class StageTiming(BaseModel):
     """Seconds of model inference inside the stage (zero for pure routing)."""
 
 
-class Record(BaseModel):
-    """Fields every topic's record shares. Keyed on the wire by ``room_id``."""
+class Envelope(BaseModel):
+    """Fields every message of a pipeline topic shares: schema version, stage timings, and its key."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,13 +40,27 @@ class Record(BaseModel):
     """True for records that carry PCM: they travel as MessagePack, not JSON."""
 
     schema_version: int = SCHEMA_VERSION
-    room_id: str
     timings: tuple[StageTiming, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: what keeps related messages in order on one partition."""
+        raise NotImplementedError
 
     def stamped(self, stage: str, received_at: float, sent_at: float, compute_s: float = 0.0) -> Self:
         """A copy with one more stage timing appended."""
         timing = StageTiming(stage=stage, received_at=received_at, sent_at=sent_at, compute_s=compute_s)
         return self.model_copy(update={"timings": (*self.timings, timing)})
+
+
+class Record(Envelope):
+    """A meeting message: keyed by ``room_id``, so one room's events stay in order on one partition."""
+
+    room_id: str
+
+    @property
+    def key(self) -> str:
+        return self.room_id
 
 
 class RoomEventKind(enum.StrEnum):
@@ -147,6 +161,63 @@ class Signal(Record):
     from_user: str
     to_user: str
     payload: dict[str, Any]
+
+
+class TranscriptionRequest(Envelope):
+    """One piece (at most ``PIECE_S`` seconds) of an uploaded file to transcribe (topic
+    ``transcription.requests``, keyed by the file's sha256 so its pieces stay in order)."""
+
+    binary: ClassVar[bool] = True
+    PIECE_S: ClassVar[float] = 20.0
+
+    transcription_id: str
+    language: str | None
+    """None: detect it."""
+    piece_index: int = Field(ge=0)
+    pieces: int = Field(ge=1)
+    offset_s: float
+    total_s: float
+    pcm: bytes
+
+    @property
+    def key(self) -> str:
+        return self.transcription_id
+
+
+class TranscriptionStatus(enum.StrEnum):
+    PROGRESS = "progress"
+    DONE = "done"
+    ERROR = "error"
+
+
+class Segment(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: float
+    end: float
+    text: str
+
+
+class TranscriptionUpdate(Envelope):
+    """Progress and result of a file transcription (topic ``transcripts``, keyed by the file's
+    sha256 and compacted: the last update of a finished file is its ``done``, the transcript store)."""
+
+    transcription_id: str
+    status: TranscriptionStatus
+    language: str | None
+    segments: tuple[Segment, ...] = ()
+    current_time: float = 0.0
+    total_time: float = 0.0
+    error_code: str | None = None
+    detail: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.transcription_id
+
+    @property
+    def text(self) -> str:
+        return " ".join(segment.text for segment in self.segments).strip()
 
 
 class DeadLetter(BaseModel):

@@ -25,7 +25,7 @@ import faust
 from faust.types import EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas import DeadLetter, Record, RoomEvent, decode, encode
+from schemas import DeadLetter, Envelope, RoomEvent, decode, encode
 from streams import metrics
 from streams.rooms import RoomState, apply_event, listening_languages
 from streams.settings import Settings
@@ -118,9 +118,9 @@ class StageApp(faust.App):
         stage, source_topic, sink_topic = self.stage, self._topic(source), self._topic(sink)
         held: dict[Hashable, list[EventT]] = defaultdict(list)
 
-        async def send(record: Record, received_at: float, compute_s: float) -> None:
+        async def send(record: Envelope, received_at: float, compute_s: float) -> None:
             stamped = record.stamped(stage, received_at, time.time(), compute_s)
-            await sink_topic.send(key=stamped.room_id.encode(), value=encode(stamped))
+            await sink_topic.send(key=stamped.key.encode(), value=encode(stamped))
 
         def release(key: Hashable) -> None:
             """Acknowledge a stream's held messages once its open work is done."""
@@ -134,7 +134,7 @@ class StageApp(faust.App):
                 received_at = time.time()
                 metrics.PROCESSED.labels(stage).inc()
                 try:
-                    record = decode(cast(type[Record], source.record), event.value)
+                    record = decode(cast(type[Envelope], source.record), event.value)
                 except ValueError as exc:
                     await self._dead_letter(event, exc, attempts=1)
                     await stream.ack(event)
@@ -162,9 +162,9 @@ class StageApp(faust.App):
     async def _drive(
         self,
         transform: StageTransform[Any, Any],
-        record: Record,
+        record: Envelope,
         received_at: float,
-        send: Callable[[Record, float, float], Awaitable[None]],
+        send: Callable[[Envelope, float, float], Awaitable[None]],
     ) -> None:
         """Step the transform's generator in the executor; send each output as soon as it exists."""
         loop = asyncio.get_running_loop()

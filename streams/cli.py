@@ -26,7 +26,7 @@ from streams.settings import Settings, get_settings
 if TYPE_CHECKING:
     from streams.supervisor import Supervisor
 
-STAGES = ("stt", "translate", "tts")
+STAGES = ("stt", "translate", "tts", "transcribe")
 READY_TIMEOUT_S = 300.0
 
 log = logging.getLogger("dragoman")
@@ -87,11 +87,17 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     import faust
 
-    from agents import stt, translate, tts
+    from agents import stt, transcribe, translate, tts
     from streams.app import StageApp
 
     app = StageApp(args.stage, settings, bootstrap, web_port=_worker_port(settings, args.stage))
-    {"stt": stt.register, "translate": translate.register, "tts": tts.register}[args.stage](app)
+    stages = {
+        "stt": stt.register,
+        "translate": translate.register,
+        "tts": tts.register,
+        "transcribe": transcribe.register,
+    }
+    stages[args.stage](app)
     faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
 
 

@@ -88,7 +88,18 @@ class Settings(BaseSettings):
 
     # --- observability --------------------------------------------------------
     worker_web_port: int = Field(
-        6066, description="First worker's Faust web port (/metrics); stages stt, translate, tts take it, +1, +2."
+        6066,
+        description="First worker's Faust web port (/metrics); stt, translate, tts, transcribe take it, +1, +2, +3.",
+    )
+
+    # --- file transcription -------------------------------------------------------
+    max_transcriptions: int = Field(
+        2, ge=1, description="File transcriptions one gateway runs at once; more are answered `busy`."
+    )
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest file POST /v1/transcriptions accepts.")
+    sse_keepalive_s: float = Field(10.0, gt=0, description="Keepalive comment interval on the SSE stream.")
+    transcription_timeout_s: float = Field(
+        900.0, gt=0, description="A transcription with no result by then is answered `upstream_error`."
     )
 
 

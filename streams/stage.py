@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
-from schemas import Record
+from schemas import Envelope
 
-InT = TypeVar("InT", bound=Record, contravariant=True)
-OutT = TypeVar("OutT", bound=Record, covariant=True)
+InT = TypeVar("InT", bound=Envelope, contravariant=True)
+OutT = TypeVar("OutT", bound=Envelope, covariant=True)
 
 
 class Dropped(Exception):
@@ -48,11 +48,11 @@ class StageTransform(Protocol[InT, OutT]):
 class Stateless:
     """The stream-keeping half of :class:`StageTransform` for transforms that keep none."""
 
-    def stream_key(self, record: Record) -> Hashable:
+    def stream_key(self, record: Envelope) -> Hashable:
         return None
 
     def is_open(self, key: Hashable) -> bool:
         return False
 
-    def expire(self, now: float) -> list[Record]:
+    def expire(self, now: float) -> list[Envelope]:
         return []

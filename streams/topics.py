@@ -1,6 +1,7 @@
 """The topics of a meeting: names, record types, partitioning and retention.
 
-Every meeting topic is keyed by ``room_id`` and has the same partition count,
+Every meeting topic is keyed by ``room_id`` (file transcription topics by the
+file's sha256) and has the same partition count,
 so one room's events stay in order on one partition, and the room's state in
 a table lives beside the room's audio and text (Faust co-partitions them).
 """
@@ -11,7 +12,17 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from schemas import AudioFrame, DeadLetter, RoomEvent, Signal, SynthesizedAudio, Transcript, Translation
+from schemas import (
+    AudioFrame,
+    DeadLetter,
+    RoomEvent,
+    Signal,
+    SynthesizedAudio,
+    Transcript,
+    TranscriptionRequest,
+    TranscriptionUpdate,
+    Translation,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ AUDIO_RAW = TopicSpec("audio.raw", AudioFrame)
 TEXT_ORIGINAL = TopicSpec("text.original", Transcript)
 TEXT_TRANSLATED = TopicSpec("text.translated", Translation)
 AUDIO_SYNTHESIZED = TopicSpec("audio.synthesized", SynthesizedAudio)
+TRANSCRIPTION_REQUESTS = TopicSpec("transcription.requests", TranscriptionRequest)
+TRANSCRIPTS = TopicSpec("transcripts", TranscriptionUpdate, compacted=True)
 SIGNALING = TopicSpec("signaling", Signal, config={"retention.ms": str(3600 * 1000)})
 DLQ = TopicSpec("pipeline.dlq", DeadLetter, config={"retention.ms": str(7 * 24 * 3600 * 1000)})
 
@@ -46,13 +59,15 @@ MEETING_TOPICS: tuple[TopicSpec, ...] = (
     TEXT_TRANSLATED,
     AUDIO_SYNTHESIZED,
     SIGNALING,
+    TRANSCRIPTION_REQUESTS,
+    TRANSCRIPTS,
     DLQ,
 )
 
 EGRESS_TOPICS: tuple[TopicSpec, ...] = (TEXT_ORIGINAL, TEXT_TRANSLATED, AUDIO_SYNTHESIZED, SIGNALING)
 """What the gateway's egress consumer reads from the tail and fans out to local sockets."""
-EGRESS_STATE_TOPICS: tuple[TopicSpec, ...] = (ROOM_EVENTS,)
-"""What it reads from the beginning: every gateway knows every room's participants."""
+EGRESS_STATE_TOPICS: tuple[TopicSpec, ...] = (ROOM_EVENTS, TRANSCRIPTS)
+"""What it reads from the beginning: every gateway knows every room's participants and every transcript."""
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in MEETING_TOPICS}
 BY_RECORD: dict[type[BaseModel], TopicSpec] = {spec.record: spec for spec in MEETING_TOPICS}

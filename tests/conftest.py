@@ -44,6 +44,8 @@ def meeting() -> Iterator[Meeting]:
         "DRAGOMAN_PORT": str(port),
         "DRAGOMAN_WORKER_WEB_PORT": str(worker_port),
         "DRAGOMAN_JWT_SECRET": secret,
+        "DRAGOMAN_SSE_KEEPALIVE_S": "0.5",  # so that the file transcription tests see keepalives
+        "DRAGOMAN_MAX_TRANSCRIPTIONS": "1",  # so that a second concurrent upload is answered busy
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DRAGOMAN_KAFKA_BOOTSTRAP", None)

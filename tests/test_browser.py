@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -58,16 +60,16 @@ async def test_the_demo_page_shows_what_its_microphone_hears(meeting: Meeting) -
     recording = ARTIFACTS / "fake-microphone.wav"
     pcm = silence(1.5) + prompt_pcm("en", "agent-newlocation") + silence(3)
     soundfile.write(recording, np.frombuffer(pcm, "<i2"), 16_000, subtype="PCM_16")
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen(
             [str(CHROMIUM), *CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={recording}",
              f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
             await drive(meeting, Path(profile))
         finally:
-            browser.kill()
+            os.killpg(browser.pid, signal.SIGKILL)  # chromium's helpers too
             browser.wait()
 
 

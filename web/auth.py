@@ -28,13 +28,14 @@ def mint(secret: str, room: str, user_id: str, ttl_s: float = 24 * 3600, name: s
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(secret: str, token: str | None, room_id: str) -> Claims:
+def verify(secret: str, token: str | None, room_id: str | None) -> Claims:
+    """The token's claims, if it is valid and for ``room_id`` (None: for any room)."""
     if not token:
         raise Unauthorized("missing token")
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "room", "exp"]})
     except jwt.PyJWTError as exc:
         raise Unauthorized(str(exc)) from exc
-    if claims["room"] not in ("*", room_id):
+    if room_id is not None and claims["room"] not in ("*", room_id):
         raise Unauthorized("token is for another room")
     return Claims(user_id=str(claims["sub"]), room=str(claims["room"]), name=str(claims.get("name", claims["sub"])))

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import (
     SAMPLE_RATE,
+    Envelope,
     Record,
     RoomEvent,
     RoomEventKind,
@@ -34,6 +35,7 @@ from schemas import (
     SignalKind,
     SynthesizedAudio,
     Transcript,
+    TranscriptionUpdate,
     Translation,
     decode,
     encode,
@@ -54,6 +56,7 @@ from streams.topics import (
 from web import auth
 from web.ingest import MAX_FRAME_BYTES, BadFrame, FrameGrouper
 from web.routing import Connection, Outbox, Router, error_message
+from web.transcription import Transcriptions, get_transcription, post_transcription
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,7 @@ class Gateway:
         self.egress_running = False
         self._in_flight = 0
         self.live_since = float("inf")
+        self.transcriptions = Transcriptions()
         self._egress_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -99,11 +103,11 @@ class Gateway:
     def overloaded(self) -> bool:
         return self._in_flight >= self.settings.max_ingest_backlog
 
-    async def produce(self, record: Record) -> None:
+    async def produce(self, record: Envelope) -> None:
         """Send without waiting for delivery; the in-flight count is what overload is judged by."""
         assert self.producer is not None
         topic = BY_RECORD[type(record)].name
-        delivery = await self.producer.send(topic, key=record.room_id.encode(), value=encode(record))
+        delivery = await self.producer.send(topic, key=record.key.encode(), value=encode(record))
         self._in_flight += 1
         delivery.add_done_callback(self._delivered)
 
@@ -152,11 +156,14 @@ class Gateway:
             self.egress_running = True
             async for message in consumer:
                 try:
-                    record = decode(cast(type[Record], BY_NAME[message.topic].record), message.value)
+                    record = decode(cast(type[Envelope], BY_NAME[message.topic].record), message.value)
                 except ValueError as exc:
                     log.warning("egress: undecodable %s@%d: %s", message.topic, message.offset, exc)
                     continue
-                self.deliver(record)
+                if isinstance(record, TranscriptionUpdate):
+                    self.transcriptions.on_update(record)
+                else:
+                    self.deliver(cast(Record, record))
         finally:
             await consumer.stop()
 
@@ -458,7 +465,7 @@ async def prometheus(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=int(settings.max_upload_mb * 1024 * 1024))
     gateway = Gateway(settings, bootstrap, jwt_secret)
     app[GATEWAY] = gateway
     app.on_startup.append(gateway.start)
@@ -469,6 +476,8 @@ def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Appli
     app.router.add_get("/", demo_page)
     app.router.add_static("/static/", STATIC)
     app.router.add_post("/v1/tokens", mint_token)
+    app.router.add_post("/v1/transcriptions", post_transcription)
+    app.router.add_get("/v1/transcriptions/{id}", get_transcription)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     return app

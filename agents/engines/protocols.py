@@ -43,6 +43,12 @@ class SpeechRecognizer(Protocol):
         ...
 
 
+class FileTranscriber(Protocol):
+    def transcribe_file(self, audio: Float32Audio, language: str | None) -> tuple[list[tuple[float, float, str]], str]:
+        """(start, end, text) segments of a whole recording, and its language (detected when None)."""
+        ...
+
+
 class Translator(Protocol):
     name: str
 

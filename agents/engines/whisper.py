@@ -48,6 +48,14 @@ class WhisperRecognizer:
         """The WhisperX batched pipeline for ``language`` (file transcription uses it)."""
         return self._pipelines.get(language, self._pipelines["*"])
 
+    def transcribe_file(self, audio: Float32Audio, language: str | None) -> tuple[list[tuple[float, float, str]], str]:
+        """WhisperX's batched pipeline: its VAD cuts the recording, the pieces are decoded as one batch."""
+        pipeline = self.pipeline(language) if language else self._pipelines["*"]
+        with self._lock:
+            result = pipeline.transcribe(audio, batch_size=8, language=language)
+        segments = [(float(s["start"]), float(s["end"]), str(s["text"]).strip()) for s in result["segments"]]
+        return segments, str(result.get("language") or language)
+
     def transcribe(self, audio: Float32Audio, language: str) -> str:
         model = self.pipeline(language).model
         with self._lock:

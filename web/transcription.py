@@ -1,0 +1,188 @@
+"""``POST /v1/transcriptions`` (Server-Sent Events) and ``GET /v1/transcriptions/{id}`` (PROTOCOL.md).
+
+The gateway decodes the upload, cuts it into pieces on ``transcription.requests``
+and relays the ``transcripts`` updates the transcribe stage publishes. Finished
+transcripts are kept by the gateway's egress, which reads the compacted topic
+from its start, so the same file again is answered at once, after restarts too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import soundfile
+import soxr
+from aiohttp import web
+
+from schemas import SAMPLE_RATE, TranscriptionRequest, TranscriptionStatus, TranscriptionUpdate
+from streams.languages import SUPPORTED_LANGUAGES
+from web import auth
+
+if TYPE_CHECKING:
+    from web.gateway import Gateway
+
+
+class BadAudio(ValueError):
+    pass
+
+
+def decode_audio(data: bytes) -> np.ndarray[Any, np.dtype[np.int16]]:
+    """Any container libsndfile reads (WAV, FLAC, OGG, MP3...) → 16 kHz mono int16. Blocking."""
+    try:
+        audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise BadAudio(f"cannot decode the audio: {exc}") from exc
+    if not len(audio):
+        raise BadAudio("the file holds no audio")
+    mono = audio.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE)
+    return (np.clip(mono, -1, 1) * 32767).astype("<i2")
+
+
+def pieces(transcription_id: str, language: str | None, pcm: np.ndarray[Any, Any]) -> list[TranscriptionRequest]:
+    size = int(TranscriptionRequest.PIECE_S * SAMPLE_RATE)
+    count = max(1, math.ceil(len(pcm) / size))
+    total = len(pcm) / SAMPLE_RATE
+    return [
+        TranscriptionRequest(
+            transcription_id=transcription_id,
+            language=language,
+            piece_index=i,
+            pieces=count,
+            offset_s=i * size / SAMPLE_RATE,
+            total_s=total,
+            pcm=pcm[i * size : (i + 1) * size].tobytes(),
+        )
+        for i in range(count)
+    ]
+
+
+def result(update: TranscriptionUpdate) -> dict[str, Any]:
+    segments = [s.model_dump() for s in update.segments]
+    return {"id": update.transcription_id, "language": update.language, "segments": segments, "text": update.text}
+
+
+class Transcriptions:
+    """The gateway's side: finished transcripts, and the requests waiting for updates."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, TranscriptionUpdate] = {}
+        self.running = 0
+        self._waiting: dict[str, set[asyncio.Queue[TranscriptionUpdate]]] = {}
+
+    def on_update(self, update: TranscriptionUpdate) -> None:
+        if update.status is TranscriptionStatus.DONE:
+            self.done[update.transcription_id] = update
+        for queue in self._waiting.get(update.transcription_id, ()):
+            queue.put_nowait(update)
+
+    @contextlib.contextmanager
+    def waiting(self, transcription_id: str) -> Any:
+        queue: asyncio.Queue[TranscriptionUpdate] = asyncio.Queue()
+        self._waiting.setdefault(transcription_id, set()).add(queue)
+        self.running += 1
+        try:
+            yield queue
+        finally:
+            self.running -= 1
+            self._waiting[transcription_id].discard(queue)
+            if not self._waiting[transcription_id]:
+                del self._waiting[transcription_id]
+
+
+def _authorize(gateway: Gateway, request: web.Request) -> None:
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or request.query.get("token")
+    try:
+        auth.verify(gateway.jwt_secret, token, room_id=None)
+    except auth.Unauthorized as exc:
+        raise web.HTTPUnauthorized(text=json.dumps({"detail": str(exc)}), content_type="application/json") from exc
+
+
+async def _body(request: web.Request) -> bytes:
+    if request.content_type.startswith("multipart/"):
+        reader = await request.multipart()
+        async for part in reader:
+            if getattr(part, "name", None) == "file":
+                return bytes(await part.read())  # type: ignore[union-attr]
+        raise web.HTTPBadRequest(text=json.dumps({"detail": "multipart body without a 'file' field"}))
+    return await request.read()
+
+
+async def post_transcription(request: web.Request) -> web.StreamResponse:
+    from web.gateway import GATEWAY
+
+    gateway = request.app[GATEWAY]
+    _authorize(gateway, request)
+    language = request.query.get("language")
+    if language is not None and language not in SUPPORTED_LANGUAGES:
+        raise web.HTTPBadRequest(text=json.dumps({"detail": f"unsupported language {language!r}"}))
+    body = await _body(request)
+    transcription_id = hashlib.sha256(body).hexdigest()
+    settings = gateway.settings
+    events = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await events.prepare(request)
+
+    async def send(event: str, data: dict[str, Any]) -> None:
+        await events.write(f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode())
+
+    store = gateway.transcriptions
+    if transcription_id in store.done:
+        await send("done", result(store.done[transcription_id]))
+        return events
+    if store.running >= settings.max_transcriptions:
+        await send("error", {"code": "busy", "detail": f"{store.running} transcriptions are running: try again later"})
+        return events
+    with store.waiting(transcription_id) as updates:
+        try:
+            pcm = await asyncio.get_running_loop().run_in_executor(None, decode_audio, body)
+        except BadAudio as exc:
+            await send("error", {"code": "bad_audio", "detail": str(exc)})
+            return events
+        try:
+            for piece in pieces(transcription_id, language, pcm):
+                await gateway.produce(piece)
+            deadline = time.monotonic() + settings.transcription_timeout_s
+            while time.monotonic() < deadline:
+                try:
+                    update = await asyncio.wait_for(updates.get(), timeout=settings.sse_keepalive_s)
+                except TimeoutError:
+                    await events.write(b": keepalive\n\n")
+                    continue
+                if update.status is TranscriptionStatus.PROGRESS:
+                    snapshot = {"segments": [s.model_dump() for s in update.segments]}
+                    await send(
+                        "transcription",
+                        {**snapshot, "current_time": update.current_time, "total_time": update.total_time},
+                    )
+                elif update.status is TranscriptionStatus.DONE:
+                    await send("done", result(update))
+                    return events
+                else:
+                    await send("error", {"code": update.error_code or "upstream_error", "detail": update.detail})
+                    return events
+            await send("error", {"code": "upstream_error", "detail": "no result in time"})
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the client gets a clear error, not a dropped stream
+            await send("error", {"code": "internal_error", "detail": repr(exc)})
+    return events
+
+
+async def get_transcription(request: web.Request) -> web.Response:
+    from web.gateway import GATEWAY
+
+    gateway = request.app[GATEWAY]
+    _authorize(gateway, request)
+    update = gateway.transcriptions.done.get(request.match_info["id"])
+    if update is None:
+        return web.json_response({"detail": "no such transcript"}, status=404)
+    return web.json_response(result(update))
