@@ -9,6 +9,7 @@ which run the real loading code and produce nonsense). The layout is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -108,6 +109,19 @@ def verify(paths: ModelPaths) -> None:
 
 # --- build-test-models: small models built here ------------------------------------
 
+
+@contextlib.contextmanager
+def _built_in_place_of(target: Path) -> Iterator[Path]:
+    """A fresh work directory that replaces ``target`` only once the build inside it succeeded,
+    so an interrupted build never leaves a half model where a loader would find it."""
+    work = target.with_name(target.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    yield work
+    shutil.rmtree(target, ignore_errors=True)
+    work.rename(target)
+
+
 _CORPUS = _package_file("agents", "data", "corpus.txt")
 
 
@@ -118,15 +132,18 @@ def build_test_nllb(target: Path, seed: int = 0) -> Path:
     checkpoints (same architecture, tokenizer class and language codes); its
     translations are nonsense. Built with the installed ``transformers``.
     """
+    if (target / "config.json").exists():
+        return target
+    with _built_in_place_of(target) as work:
+        _build_nllb(work, seed)
+    return target
+
+
+def _build_nllb(work: Path, seed: int) -> None:
     import sentencepiece as spm
     import torch
     from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer, NllbTokenizerFast
 
-    if (target / "config.json").exists():
-        return target
-    work = target.with_name(target.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     spm.SentencePieceTrainer.train(
         input=str(_CORPUS),
         model_prefix=str(work / "sentencepiece"),
@@ -162,9 +179,6 @@ def build_test_nllb(target: Path, seed: int = 0) -> Path:
     )
     M2M100ForConditionalGeneration(config).save_pretrained(work)
     (work / TEST_MODEL_MARKER).write_text("random weights: translations are nonsense\n")
-    shutil.rmtree(target, ignore_errors=True)
-    work.rename(target)
-    return target
 
 
 def build_test_coqui(target: Path, seed: int = 0) -> Path:
@@ -212,14 +226,20 @@ def build_test_coqui(target: Path, seed: int = 0) -> Path:
     tokenizer, config = TTSTokenizer.init_from_config(config)
     torch.manual_seed(seed)
     model = Vits(config, tokenizer=tokenizer)
-    work = target.with_name(target.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    torch.save({"model": model.state_dict(), "config": config.to_dict()}, work / "model.pth")
-    config.save_json(str(work / "config.json"))
-    (work / TEST_MODEL_MARKER).write_text("random weights: its speech is noise\n")
-    work.rename(target)
+    with _built_in_place_of(target) as work:
+        torch.save({"model": model.state_dict(), "config": config.to_dict()}, work / "model.pth")
+        config.save_json(str(work / "config.json"))
+        (work / TEST_MODEL_MARKER).write_text("random weights: its speech is noise\n")
     return target
+
+
+def convert_to_ct2(model_dir: Path, output_dir: Path, quantization: str = "int8") -> Path:
+    """Convert a Hugging Face NLLB checkpoint on disk to CTranslate2 (``dragoman models convert``)."""
+    from ctranslate2.converters import TransformersConverter
+
+    with _built_in_place_of(output_dir) as work:
+        TransformersConverter(str(model_dir)).convert(str(work), quantization=quantization, force=True)
+    return output_dir
 
 
 def fetch(paths: ModelPaths, nllb: str = "facebook/nllb-200-distilled-600M") -> list[Path]:
@@ -231,16 +251,12 @@ def fetch(paths: ModelPaths, nllb: str = "facebook/nllb-200-distilled-600M") -> 
     """
     from huggingface_hub import snapshot_download
 
-    from agents.engines.nllb import convert_to_ct2
-
     name = nllb.rsplit("/", 1)[-1]
     checkpoint = Path(snapshot_download(nllb, local_dir=paths.nllb(name)))
     return [checkpoint, convert_to_ct2(checkpoint, paths.nllb_ct2(name))]
 
 
 def build_test_models(paths: ModelPaths) -> list[Path]:
-    from agents.engines.nllb import convert_to_ct2
-
     nllb = build_test_nllb(paths.nllb("nllb-test"))
     converted = paths.nllb_ct2("nllb-test")
     if not (converted / "model.bin").exists():

@@ -134,9 +134,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         for built in models.build_test_models(paths):
             print(f"built {built}")
     elif args.action == "convert":
-        from agents.engines.nllb import convert_to_ct2
-
-        print(f"converted to {convert_to_ct2(paths.nllb(args.name), paths.nllb_ct2(args.name))}")
+        print(f"converted to {models.convert_to_ct2(paths.nllb(args.name), paths.nllb_ct2(args.name))}")
     elif args.action == "fetch":
         os.environ["HF_HUB_OFFLINE"] = "0"
         for fetched in models.fetch(paths):

@@ -95,17 +95,3 @@ class Ct2NllbTranslator(_Nllb):
             tokens = result.hypotheses[0][1:]  # drop the target-language token
             outputs.append(tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens), skip_special_tokens=True))
         return outputs
-
-
-def convert_to_ct2(model_dir: Path, output_dir: Path, quantization: str = "int8") -> Path:
-    """Convert a Hugging Face NLLB checkpoint on disk to CTranslate2 (``dragoman models convert``)."""
-    from ctranslate2.converters import TransformersConverter
-
-    partial = output_dir.with_name(output_dir.name + ".partial")
-    TransformersConverter(str(model_dir)).convert(str(partial), quantization=quantization, force=True)
-    if output_dir.exists():
-        import shutil
-
-        shutil.rmtree(output_dir)
-    partial.rename(output_dir)
-    return output_dir
