@@ -39,7 +39,6 @@ from streams.topics import AUDIO_RAW, TEXT_ORIGINAL
 if TYPE_CHECKING:
     from streams.app import StageApp
 
-STAGE = "stt"
 TAIL_WINDOWS = 3
 """Silent windows kept after speech in what is recognized (about 0.1 s): words end softly."""
 

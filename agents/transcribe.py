@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGE = "transcribe"
 ABANDONED_AFTER_S = 600.0
 """A file whose next piece has not come for this long is given up (``upstream_error``)."""
 

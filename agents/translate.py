@@ -21,8 +21,6 @@ from streams.topics import TEXT_ORIGINAL, TEXT_TRANSLATED
 if TYPE_CHECKING:
     from streams.app import StageApp
 
-STAGE = "translate"
-
 
 @dataclass(frozen=True)
 class TranslateConfig:

@@ -20,7 +20,6 @@ from streams.topics import AUDIO_SYNTHESIZED, TEXT_TRANSLATED
 if TYPE_CHECKING:
     from streams.app import StageApp
 
-STAGE = "tts"
 CHUNK_SAMPLES = SAMPLE_RATE  # one second: 32,000 bytes of PCM, the protocol's largest frame
 
 

@@ -137,10 +137,10 @@ class StageApp(faust.App):
                     record = decode(cast(type[Envelope], source.record), event.value)
                 except ValueError as exc:
                     await self._dead_letter(event, exc, attempts=1)
-                    await stream.ack(event)
+                    event.ack()
                     continue
                 if record.timings:
-                    metrics.STAGE_QUEUEING.labels(stage).observe(max(0.0, received_at - record.timings[-1].sent_at))
+                    metrics.CONSUME_LAG.labels(stage).observe(max(0.0, received_at - record.timings[-1].sent_at))
                 await self._attempt(event, functools.partial(self._drive, transform, record, received_at, send))
                 key = transform.stream_key(record)
                 held[key].append(event)

@@ -31,6 +31,12 @@ STAGE_COMPUTE = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
+CONSUME_LAG = Histogram(
+    "dragoman_consume_lag_seconds",
+    "Workers' view of every message they consume (silent audio included): previous stage sent it → taken.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
 END_TO_END = Histogram(
     "dragoman_end_to_end_seconds",
     "End of speech to delivery at the gateway: path=final_caption (original final) or first_audio.",

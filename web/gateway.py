@@ -103,13 +103,14 @@ class Gateway:
     def overloaded(self) -> bool:
         return self._in_flight >= self.settings.max_ingest_backlog
 
-    async def produce(self, record: Envelope) -> None:
+    async def produce(self, *records: Envelope) -> None:
         """Send without waiting for delivery; the in-flight count is what overload is judged by."""
         assert self.producer is not None
-        topic = BY_RECORD[type(record)].name
-        delivery = await self.producer.send(topic, key=record.key.encode(), value=encode(record))
-        self._in_flight += 1
-        delivery.add_done_callback(self._delivered)
+        for record in records:
+            topic = BY_RECORD[type(record)].name
+            delivery = await self.producer.send(topic, key=record.key.encode(), value=encode(record))
+            self._in_flight += 1
+            delivery.add_done_callback(self._delivered)
 
     def _delivered(self, delivery: asyncio.Future[Any]) -> None:
         self._in_flight -= 1
@@ -322,15 +323,13 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             metrics.DROPPED.labels("gateway", "overloaded").inc(len(frames))
             await ws.send_str(error_message("overloaded", "the server is shedding load: audio was dropped"))
             return
-        for frame in frames:
-            await gateway.produce(frame)
+        await gateway.produce(*frames)
 
     async def on_command(command: dict[str, Any]) -> bool:
         nonlocal speak, listen
         kind = command["type"]
         if kind == "flush":
-            for frame in grouper.flush(speak, end_of_utterance=True):
-                await gateway.produce(frame)
+            await gateway.produce(*grouper.flush(speak, end_of_utterance=True))
         elif kind == "audio":
             try:
                 pcm = base64.b64decode(str(command.get("pcm_b64", "")), validate=True)
@@ -343,8 +342,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             if not all(isinstance(c, str) and c in SUPPORTED_LANGUAGES for c in (new_speak, new_listen)):
                 await ws.send_str(error_message("unsupported_language", f"unsupported: {new_speak!r}/{new_listen!r}"))
                 return True
-            for frame in grouper.flush(speak, end_of_utterance=False):
-                await gateway.produce(frame)
+            await gateway.produce(*grouper.flush(speak, end_of_utterance=False))
             speak, listen = new_speak, new_listen
             connection.language = listen
             await gateway.produce(_room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak))
@@ -355,8 +353,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     try:
         await _serve(ws, connection, gateway, "audio", on_command, on_binary=send_audio)
     finally:
-        for frame in grouper.flush(speak, end_of_utterance=True):
-            await gateway.produce(frame)
+        await gateway.produce(*grouper.flush(speak, end_of_utterance=True))
         await gateway.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, speak))
     return ws
 

@@ -148,8 +148,7 @@ async def post_transcription(request: web.Request) -> web.StreamResponse:
             await send("error", {"code": "bad_audio", "detail": str(exc)})
             return events
         try:
-            for piece in pieces(transcription_id, language, pcm):
-                await gateway.produce(piece)
+            await gateway.produce(*pieces(transcription_id, language, pcm))
             deadline = time.monotonic() + settings.transcription_timeout_s
             while time.monotonic() < deadline:
                 try:
