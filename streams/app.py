@@ -47,6 +47,10 @@ class StageApp(faust.App):
             f"dragoman-{stage}",
             broker=[f"dragoman://{server}" for server in bootstrap.split(",")],
             store="memory://",
+            # The check guards a RocksDB file on disk against a changelog that lost data. Tables
+            # here live in memory, and Tansu reports a partition's end up to a batch early, which
+            # makes the check fail a healthy worker after a rebalance ("persisted offset 6 > 5").
+            recovery_consistency_check=False,
             autodiscover=False,
             datadir=Path(tempfile.mkdtemp(prefix=f"dragoman-{stage}-")),  # memory store: nothing persists here
             topic_partitions=settings.partitions,
