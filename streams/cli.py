@@ -80,7 +80,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         supervisor = Supervisor({})
         for stage in STAGES:
             supervisor.spawn(stage, ["worker", "--stage", stage])
-        reason = _wait_for_signal(lambda: f"{supervisor.exited()} exited" if supervisor.exited() else None)
+        given_up = supervisor.restart_exited
+        reason = _wait_for_signal(lambda: f"{failed} kept crashing" if (failed := given_up()) else None)
         log.info("stopping workers (%s)", reason)
         supervisor.stop()
         return
@@ -211,8 +212,9 @@ def cmd_up(args: argparse.Namespace) -> None:
         # A secret made for this run is printed so that `dragoman token` can mint more with it.
         secret = "" if settings.jwt_secret else f" secret={system.secret}"
         print(f"dragoman ready: {system.url}/?token={token} broker={system.bootstrap}{secret}", flush=True)
-        exited = system.supervisor.exited
-        reason = _wait_for_signal(lambda: f"{exited()} exited" if exited() else None)
+        # A crashed child is started again; one that keeps crashing stops everything.
+        given_up = system.supervisor.restart_exited
+        reason = _wait_for_signal(lambda: f"{failed} kept crashing" if (failed := given_up()) else None)
         log.warning("stopping (%s)", reason)
 
 

@@ -20,21 +20,41 @@ from streams.broker import _die_with_parent
 log = logging.getLogger(__name__)
 
 GRACE_S = 8.0
+MAX_RESTARTS = 3
+"""Restarts of one child within ``RESTART_WINDOW_S`` before the supervisor gives up on it."""
+RESTART_WINDOW_S = 300.0
 
 
 class Supervisor:
     def __init__(self, env: dict[str, str]) -> None:
         self._env = {**os.environ, **env}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._args: dict[str, list[str]] = {}
+        self._restarts: dict[str, list[float]] = {}
 
     def spawn(self, name: str, args: Sequence[str]) -> None:
         """Start ``dragoman <args>`` as child ``name``."""
+        self._args[name] = list(args)
         command = [sys.executable, "-m", "streams.cli", *args]
         self._children[name] = subprocess.Popen(command, env=self._env, preexec_fn=_die_with_parent)
 
     def exited(self) -> list[tuple[str, int]]:
         """Children that are no longer running, with their exit codes."""
         return [(name, code) for name, p in self._children.items() if (code := p.poll()) is not None]
+
+    def restart_exited(self) -> list[tuple[str, int]]:
+        """Start again every child that died; returns those that died too often to restart."""
+        given_up = []
+        now = time.monotonic()
+        for name, code in self.exited():
+            recent = [t for t in self._restarts.get(name, []) if now - t < RESTART_WINDOW_S]
+            if len(recent) >= MAX_RESTARTS:
+                given_up.append((name, code))
+                continue
+            log.warning("%s exited with %d: restarting it", name, code)
+            self._restarts[name] = [*recent, now]
+            self.spawn(name, self._args[name])
+        return given_up
 
     def kill(self, name: str) -> None:
         """SIGKILL one child, as a crash would."""
