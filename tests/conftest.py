@@ -46,6 +46,9 @@ def meeting() -> Iterator[Meeting]:
         "DRAGOMAN_JWT_SECRET": secret,
         "DRAGOMAN_SSE_KEEPALIVE_S": "0.5",  # so that the file transcription tests see keepalives
         "DRAGOMAN_MAX_TRANSCRIPTIONS": "1",  # so that a second concurrent upload is answered busy
+        # A killed worker is restarted, reloads its models and rejoins its group within this:
+        # what it replays is then not stale (test_guarantees kills one mid-utterance).
+        "DRAGOMAN_STALE_AFTER_S": "40",
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DRAGOMAN_KAFKA_BOOTSTRAP", None)

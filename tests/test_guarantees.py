@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aiohttp
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import DeadLetter, decode
 from streams.topics import AUDIO_RAW, DLQ, ROOM_EVENTS, TEXT_ORIGINAL
-from tests.conftest import Meeting
+from tests.conftest import Meeting, socket_url
+from tests.speech import prompt_pcm, prompt_transcripts, silence, word_error_rate
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +50,41 @@ async def test_poison_messages_go_to_the_dead_letter_queue(meeting: Meeting) -> 
         assert "undecodable" in letter.error or "validation" in letter.error.lower()
     assert letters[poison[AUDIO_RAW.name]].stage == "stt"
     assert letters[poison[TEXT_ORIGINAL.name]].stage == "translate"
+
+
+def stt_worker() -> psutil.Process:
+    """The STT worker of the session's `dragoman up` (a grandchild of this test process)."""
+    for process in psutil.Process().children(recursive=True):
+        if process.cmdline()[-3:] == ["worker", "--stage", "stt"]:
+            return process
+    raise LookupError("no stt worker")
+
+
+async def test_a_worker_killed_mid_utterance_loses_no_speech(meeting: Meeting) -> None:
+    """Audio of an open utterance stays unacknowledged, so the restarted worker replays it."""
+    room = f"crash-{uuid.uuid4().hex[:8]}"
+    speech = prompt_pcm("en", "agent-alreadyon")
+    half = len(speech) // 2 // 3200 * 3200
+    async with aiohttp.ClientSession() as http:
+        captions = await http.ws_connect(socket_url(meeting, "captions", room, "viewer"))
+        speaker = await http.ws_connect(socket_url(meeting, "audio", room, "speaker", speak="en", listen="en"))
+        await speaker.receive_json()
+
+        async def send(pcm: bytes) -> None:
+            for start in range(0, len(pcm), 3200):
+                await speaker.send_bytes(pcm[start : start + 3200])
+                await asyncio.sleep(0.1)
+
+        await send(silence(0.5) + speech[:half])
+        victim = stt_worker()
+        victim.kill()  # SIGKILL: no clean shutdown, no last commit
+        await send(speech[half:] + silence(1.5))
+        finals: list[str] = []
+        while not finals:
+            caption = await captions.receive_json(timeout=90)
+            if caption["is_final"]:
+                finals.append(str(caption["text"]))
+        assert stt_worker().pid != victim.pid
+        await speaker.close()
+        await captions.close()
+    assert word_error_rate([prompt_transcripts("en")["agent-alreadyon"]], finals) <= 0.2, finals
