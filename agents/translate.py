@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from agents.engines.protocols import Translator
 from schemas import Transcript, Translation
+from streams.rooms import listening_languages
 from streams.settings import Settings
 from streams.stage import Dropped, Stateless
 from streams.topics import TEXT_ORIGINAL, TEXT_TRANSLATED
@@ -77,6 +78,10 @@ def register(app: StageApp) -> None:
     """text.original → text.translated, targets from the ``rooms`` table."""
     from agents.models import load_translator
 
-    languages = app.listening_languages(app.rooms())
-    transform = Translate(load_translator(app.settings), languages, TranslateConfig.from_settings(app.settings))
+    room = app.rooms()
+    transform = Translate(
+        load_translator(app.settings),
+        lambda room_id: listening_languages(room(room_id)),
+        TranslateConfig.from_settings(app.settings),
+    )
     app.add_stage(TEXT_ORIGINAL, TEXT_TRANSLATED, transform)

@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import DeadLetter, Envelope, RoomEvent, decode, encode
 from streams import metrics
-from streams.rooms import RoomState, apply_event, listening_languages
+from streams.rooms import RoomState, apply_event
 from streams.settings import Settings
 from streams.stage import Dropped, StageTransform
 from streams.topics import DLQ, ROOM_EVENTS, TopicSpec
@@ -111,9 +111,6 @@ class StageApp(faust.App):
             return dict(table[room_id])
 
         return lookup
-
-    def listening_languages(self, rooms: Callable[[str], RoomState]) -> Callable[[str], set[str]]:
-        return lambda room_id: listening_languages(rooms(room_id))
 
     # -- the stage loop -----------------------------------------------------------
 

@@ -10,9 +10,6 @@ import secrets
 import signal
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -147,14 +144,6 @@ def cmd_models(args: argparse.Namespace) -> None:
             print(f"{model.kind:<5} {model.name:<18} {size:>9}  {model.engine:<11} {model.languages:<34} {model.path}")
 
 
-def _is_up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @dataclass(frozen=True)
 class System:
     url: str
@@ -188,11 +177,10 @@ def running_system(settings: Settings) -> Iterator[System]:
         supervisor.spawn("gateway", ["gateway"])
         url = f"http://{settings.host}:{settings.port}"
         probes = [f"{url}/healthz"] + [f"http://127.0.0.1:{_worker_port(settings, s)}/ready" for s in STAGES]
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not all(_is_up(probe) for probe in probes):
-            if supervisor.exited() or time.monotonic() > deadline:
-                sys.exit(f"dragoman: not ready ({supervisor.exited() or 'timed out'})")
-            time.sleep(0.5)
+        try:
+            supervisor.wait_until_ready(probes, READY_TIMEOUT_S)
+        except RuntimeError as exc:
+            sys.exit(f"dragoman: {exc}")
         yield System(url, bootstrap, secret, supervisor)
     finally:
         supervisor.stop()

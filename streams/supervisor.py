@@ -13,11 +13,21 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 
 from streams.broker import _die_with_parent
 
 log = logging.getLogger(__name__)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
 
 GRACE_S = 8.0
 MAX_RESTARTS = 3
@@ -55,6 +65,14 @@ class Supervisor:
             self._restarts[name] = [*recent, now]
             self.spawn(name, self._args[name])
         return given_up
+
+    def wait_until_ready(self, urls: Sequence[str], timeout_s: float) -> None:
+        """Block until every URL answers 200; raises if a child exits or time runs out first."""
+        deadline = time.monotonic() + timeout_s
+        while not all(_answers(url) for url in urls):
+            if self.exited() or time.monotonic() > deadline:
+                raise RuntimeError(f"not ready: {self.exited() or 'timed out'}")
+            time.sleep(0.3)
 
     def kill(self, name: str) -> None:
         """SIGKILL one child, as a crash would."""

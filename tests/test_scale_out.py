@@ -4,8 +4,6 @@ everything, and killing one gateway leaves the other's clients untouched."""
 from __future__ import annotations
 
 import asyncio
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -20,14 +18,6 @@ from tests.test_meeting import Received, collect, stream_speech, wait_until
 from web.auth import mint
 
 pytestmark = pytest.mark.integration
-
-
-def _up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -45,10 +35,7 @@ def second_gateway_and_workers(meeting: Meeting) -> Iterator[tuple[str, Supervis
         supervisor.spawn(stage, ["worker", "--stage", stage])
     supervisor.spawn("gateway", ["gateway"])
     probes = [f"http://127.0.0.1:{port}/healthz"] + [f"http://127.0.0.1:{worker_port + i}/ready" for i in range(3)]
-    deadline = time.monotonic() + 180
-    while not all(_up(probe) for probe in probes):
-        assert not supervisor.exited() and time.monotonic() < deadline, supervisor.exited()
-        time.sleep(0.5)
+    supervisor.wait_until_ready(probes, timeout_s=180)
     yield f"ws://127.0.0.1:{port}", supervisor
     supervisor.stop()
 

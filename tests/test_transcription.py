@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -59,12 +58,6 @@ async def transcribe(http: aiohttp.ClientSession, url: str, token: str, body: by
         return [event async for event in events(response)]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-        yield session
-
-
 async def test_a_file_is_transcribed_with_progress_keepalives_and_a_stored_result(
     meeting: Meeting, http: aiohttp.ClientSession
 ) -> None:
@@ -104,14 +97,7 @@ async def test_a_restarted_gateway_answers_from_the_transcript_store(
     fresh.spawn("gateway", ["gateway"])
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.3)
+        await asyncio.to_thread(fresh.wait_until_ready, [f"{url}/healthz"], 60)
         got = await transcribe(http, url, meeting.token, body)
         assert [kind for kind, _ in got] == ["done"] and got[0][1] == first[-1][1]
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jwt
@@ -26,6 +27,11 @@ def mint(secret: str, room: str, user_id: str, ttl_s: float = 24 * 3600, name: s
     if name:
         claims["name"] = name
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def request_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """An HTTP request's token: ``Authorization: Bearer`` first, else ``?token=`` (PROTOCOL.md)."""
+    return headers.get("Authorization", "").removeprefix("Bearer ").strip() or query.get("token")
 
 
 def verify(secret: str, token: str | None, room_id: str | None) -> Claims:

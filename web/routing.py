@@ -67,11 +67,14 @@ BACKLOG_CAPTIONS = 50
 """Recent final captions per room that a captions socket gets on connect (``backlog: true``)."""
 
 
+ConnectionKind = Literal["audio", "captions", "signaling"]
+
+
 @dataclass(eq=False)
 class Connection:
     """One client WebSocket, as the router sees it."""
 
-    kind: Literal["audio", "captions", "signaling"]
+    kind: ConnectionKind
     room_id: str
     session_id: str
     user_id: str

@@ -100,9 +100,8 @@ class Transcriptions:
 
 
 def _authorize(gateway: Gateway, request: web.Request) -> None:
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or request.query.get("token")
     try:
-        auth.verify(gateway.jwt_secret, token, room_id=None)
+        auth.verify(gateway.jwt_secret, auth.request_token(request.headers, request.query), room_id=None)
     except auth.Unauthorized as exc:
         raise web.HTTPUnauthorized(text=json.dumps({"detail": str(exc)}), content_type="application/json") from exc
 
@@ -169,7 +168,7 @@ async def post_transcription(request: web.Request) -> web.StreamResponse:
                     await send("error", {"code": update.error_code or "upstream_error", "detail": update.detail})
                     return events
             await send("error", {"code": "upstream_error", "detail": "no result in time"})
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the client left: nobody to tell
             raise
         except Exception as exc:  # noqa: BLE001 - the client gets a clear error, not a dropped stream
             await send("error", {"code": "internal_error", "detail": repr(exc)})
