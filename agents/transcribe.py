@@ -19,7 +19,7 @@ import numpy as np
 
 from agents.engines.protocols import FileTranscriber
 from schemas import Segment, TranscriptionRequest, TranscriptionStatus, TranscriptionUpdate
-from streams.topics import TRANSCRIPTION_REQUESTS, TRANSCRIPTS
+from streams.topics import TRANSCRIPTION_REQUESTS
 
 if TYPE_CHECKING:
     from streams.app import StageApp
@@ -51,6 +51,9 @@ class TranscribeFiles:
 
     def is_open(self, key: Hashable) -> bool:
         return key in self._files
+
+    def warm_up(self) -> None:
+        return None  # files are not real time: the first one may pay for the models' first call
 
     def process(self, request: TranscriptionRequest, received_at: float) -> Iterator[TranscriptionUpdate]:
         file = self._files.setdefault(request.transcription_id, _File(request.language, request.total_s))
@@ -115,4 +118,4 @@ def register(app: StageApp) -> None:
     """transcription.requests → transcripts."""
     from agents.models import load_recognizer
 
-    app.add_stage(TRANSCRIPTION_REQUESTS, TRANSCRIPTS, TranscribeFiles(load_recognizer(app.settings)))
+    app.add_stage(TRANSCRIPTION_REQUESTS, TranscribeFiles(load_recognizer(app.settings)))

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agents.engines.protocols import Translator
-from schemas import Transcript, Translation
+from schemas import Transcript, Translation, UtteranceDropped
 from streams.rooms import listening_languages
 from streams.settings import Settings
 from streams.stage import Dropped, Stateless
-from streams.topics import TEXT_ORIGINAL, TEXT_TRANSLATED
+from streams.topics import TEXT_ORIGINAL
 
 if TYPE_CHECKING:
     from streams.app import StageApp
@@ -48,12 +48,17 @@ class Translate(Stateless):
         self._last_partial: dict[str, float] = {}
         """utterance id → when its last partial was translated."""
 
+    def warm_up(self) -> None:
+        self._translator.translate("Good morning.", "en", ["es"])
+
     def process(self, transcript: Transcript, received_at: float) -> Iterator[Translation]:
-        if received_at - transcript.speech_ended_at > self._config.stale_after_s:
-            raise Dropped("stale")
         targets = sorted(self._listening_languages(transcript.room_id) - {transcript.language})
         if not targets:
             return
+        if received_at - transcript.speech_ended_at > self._config.stale_after_s:
+            # A final's listeners are told; a stale partial is simply superseded by its final.
+            drops = [transcript.model_copy(update={"language": t}) for t in targets] if transcript.is_final else []
+            raise Dropped("stale", *(UtteranceDropped.of(d, "translate", "stale") for d in drops))
         now = self._clock()
         if transcript.is_final:
             self._last_partial.pop(transcript.utterance_id, None)
@@ -84,4 +89,4 @@ def register(app: StageApp) -> None:
         lambda room_id: listening_languages(room(room_id)),
         TranslateConfig.from_settings(app.settings),
     )
-    app.add_stage(TEXT_ORIGINAL, TEXT_TRANSLATED, transform)
+    app.add_stage(TEXT_ORIGINAL, transform)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.engines.protocols import Float32Audio, SpeechSynthesizer
-from schemas import SAMPLE_RATE, SynthesizedAudio, Translation
+from schemas import SAMPLE_RATE, SynthesizedAudio, Translation, UtteranceDropped
 from streams.stage import Dropped, Stateless
-from streams.topics import AUDIO_SYNTHESIZED, TEXT_TRANSLATED
+from streams.topics import TEXT_TRANSLATED
 
 if TYPE_CHECKING:
     from streams.app import StageApp
@@ -32,11 +32,16 @@ class Synthesize(Stateless):
         self._synthesizer = synthesizer
         self._stale_after_s = stale_after_s
 
+    def warm_up(self) -> None:
+        for language in ("en", "es"):
+            if self._synthesizer.supports(language):
+                list(self._synthesizer.synthesize("Good morning.", language))
+
     def process(self, translation: Translation, received_at: float) -> Iterator[SynthesizedAudio]:
         if not translation.is_final:
             return
         if received_at - translation.speech_ended_at > self._stale_after_s:
-            raise Dropped("stale")
+            raise Dropped("stale", UtteranceDropped.of(translation, "tts", "stale"))
         if not self._synthesizer.supports(translation.language):
             raise Dropped("no_voice")
         index = 0
@@ -65,6 +70,4 @@ def register(app: StageApp) -> None:
     """text.translated → audio.synthesized."""
     from agents.models import load_synthesizer
 
-    app.add_stage(
-        TEXT_TRANSLATED, AUDIO_SYNTHESIZED, Synthesize(load_synthesizer(app.settings), app.settings.stale_after_s)
-    )
+    app.add_stage(TEXT_TRANSLATED, Synthesize(load_synthesizer(app.settings), app.settings.stale_after_s))

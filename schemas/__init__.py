@@ -12,6 +12,7 @@ from schemas.records import (
     Segment,
     Signal,
     SignalKind,
+    StageLoad,
     StageTiming,
     SynthesizedAudio,
     Transcript,
@@ -19,6 +20,7 @@ from schemas.records import (
     TranscriptionStatus,
     TranscriptionUpdate,
     Translation,
+    UtteranceDropped,
 )
 from schemas.wire import SchemaVersionError, decode, encode
 
@@ -35,6 +37,7 @@ __all__ = [
     "Segment",
     "Signal",
     "SignalKind",
+    "StageLoad",
     "StageTiming",
     "SynthesizedAudio",
     "Transcript",
@@ -42,6 +45,7 @@ __all__ = [
     "TranscriptionStatus",
     "TranscriptionUpdate",
     "Translation",
+    "UtteranceDropped",
     "decode",
     "encode",
 ]

@@ -147,6 +147,57 @@ class SynthesizedAudio(Record):
     speech_ended_at: float
 
 
+class UtteranceDropped(Record):
+    """An utterance the pipeline will not deliver, announced to its speaker and its listeners (topic
+    ``utterances.dropped``) so that no speech is lost silently. ``language`` is the one that is missing:
+    the original's for a recognition dropped by ``stt``, a target's for a translation or its speech."""
+
+    speaker_id: str
+    utterance_id: str
+    language: str
+    stage: str
+    reason: str
+    """Why: ``stale`` (older than the stage's budget when it could be worked on) or ``overloaded``."""
+    speech_ended_at: float
+
+    @classmethod
+    def of(cls, record: Transcript | SynthesizedAudio, stage: str, reason: str) -> UtteranceDropped:
+        return cls(
+            room_id=record.room_id,
+            timings=record.timings,
+            speaker_id=record.speaker_id,
+            utterance_id=record.utterance_id,
+            language=record.language,
+            stage=stage,
+            reason=reason,
+            speech_ended_at=record.speech_ended_at,
+        )
+
+
+class StageLoad(Envelope):
+    """What one worker of a stage reports about itself every second (topic ``pipeline.load``): the
+    gateway reads it for readiness (every stage owns every partition with warm models) and for
+    admission (a new speaker is refused while speech recognition is past capacity)."""
+
+    stage: str
+    worker_id: str
+    at: float
+    ready: bool
+    """Models loaded and warmed, partitions assigned, not rebalancing."""
+    partitions: tuple[int, ...]
+    """Partitions of the stage's source topic this worker owns."""
+    backlog_s: float
+    """How far behind real time its newest work is: taken − captured (audio) or − sent (text)."""
+    busy: float
+    """Share of the last report period its inference thread spent working, 0 to 1."""
+    active_streams: int
+    """Streams (for stt: speakers) that sent something within the last few seconds."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}:{self.worker_id}"
+
+
 class SignalKind(enum.StrEnum):
     OFFER = "offer"
     ANSWER = "answer"

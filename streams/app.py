@@ -1,10 +1,12 @@
 """The Kafka side of a stage: one Faust app per stage, one loop for every stage.
 
 A stage app is its own consumer group (``dragoman-<stage>``), so each stage
-scales on its own. :meth:`StageApp.add_stage` wires a transform between two
-topics and owns everything Kafka: decoding, stale/duplicate accounting,
+scales on its own. :meth:`StageApp.add_stage` wires a transform to its source
+topic and owns everything Kafka: decoding, drop accounting and announcements,
 running the transform off the event loop, retries with backoff, the dead
-letter queue, stamping stage timings, and when to acknowledge.
+letter queue, stamping stage timings, sending each output to its record's
+topic, and when to acknowledge. Every second the worker reports its load and
+readiness on ``pipeline.load`` (:class:`~schemas.StageLoad`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import socket
 import tempfile
 import time
 import traceback
@@ -25,18 +29,49 @@ import faust
 from faust.types import EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas import DeadLetter, Envelope, RoomEvent, decode, encode
+from schemas import DeadLetter, Envelope, RoomEvent, StageLoad, UtteranceDropped, decode, encode
 from streams import metrics
 from streams.rooms import RoomState, apply_event
 from streams.settings import Settings
 from streams.stage import Dropped, StageTransform
-from streams.topics import DLQ, ROOM_EVENTS, TopicSpec
+from streams.topics import BY_RECORD, DLQ, PIPELINE_LOAD, ROOM_EVENTS, TopicSpec
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS_S = (0.2, 1.0)
 """Backoff before the 2nd and 3rd attempt; after the last, the message goes to pipeline.dlq."""
 EXPIRE_EVERY_S = 1.0
+REPORT_EVERY_S = 1.0
+ACTIVE_WINDOW_S = 5.0
+"""A stream that sent something this recently is active (for stt: a speaker streaming audio)."""
+
+
+class LoadMeter:
+    """What a worker reports about its load: how far behind real time, how busy, how many streams."""
+
+    def __init__(self) -> None:
+        self._period_started = time.monotonic()
+        self._busy_s = 0.0
+        self._backlog_s = 0.0
+        self._last_seen: dict[Hashable, float] = {}
+
+    def taken(self, key: Hashable, lag_s: float) -> None:
+        self._backlog_s = max(self._backlog_s, lag_s)
+        if key is not None:
+            self._last_seen[key] = time.monotonic()
+
+    def worked(self, seconds: float) -> None:
+        self._busy_s += seconds
+
+    def report(self) -> tuple[float, float, int]:
+        """(backlog_s, busy share, active streams) since the last report, and start a new period."""
+        now = time.monotonic()
+        busy = min(1.0, self._busy_s / max(1e-3, now - self._period_started))
+        for key in [k for k, at in self._last_seen.items() if now - at > ACTIVE_WINDOW_S]:
+            del self._last_seen[key]
+        figures = (self._backlog_s, busy, len(self._last_seen))
+        self._period_started, self._busy_s, self._backlog_s = now, 0.0, 0.0
+        return figures
 
 
 class StageApp(faust.App):
@@ -71,7 +106,11 @@ class StageApp(faust.App):
         # a stage scales out with more worker processes, not threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=stage)
         self._dlq = self._topic(DLQ)
+        self._load_topic = self._topic(PIPELINE_LOAD)
         self._busy = False
+        self._source: str | None = None
+        self.load = LoadMeter()
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
 
         @self.page("/metrics")
         async def prometheus(web: Any, request: Any) -> Any:
@@ -79,9 +118,26 @@ class StageApp(faust.App):
 
         @self.page("/ready")
         async def ready(web: Any, request: Any) -> Any:
-            """200 once this worker owns partitions and is not rebalancing: `up` waits for it."""
-            assigned = bool(self.consumer.assignment()) and not self.rebalancing
-            return web.json({"ready": assigned}, status=200 if assigned else 503)
+            """200 once this worker owns partitions and is not rebalancing (its models are warm by then)."""
+            return web.json({"ready": self.ready}, status=200 if self.ready else 503)
+
+        @self.timer(REPORT_EVERY_S)
+        async def report_load() -> None:
+            backlog_s, busy, active = self.load.report()
+            metrics.STAGE_BACKLOG.labels(stage).set(backlog_s)
+            metrics.STAGE_BUSY.labels(stage).set(busy)
+            report = StageLoad(stage=stage, worker_id=self.worker_id, at=time.time(), ready=self.ready,
+                               partitions=self.owned_partitions(), backlog_s=backlog_s, busy=busy,
+                               active_streams=active)  # fmt: skip
+            await self._load_topic.send(key=report.key.encode(), value=encode(report))
+
+    def owned_partitions(self) -> tuple[int, ...]:
+        return tuple(sorted(tp.partition for tp in self.consumer.assignment() if tp.topic == self._source))
+
+    @property
+    def ready(self) -> bool:
+        """Models are loaded and warmed before the worker starts, so: partitions owned, not rebalancing."""
+        return bool(self.owned_partitions()) and not self.rebalancing
 
     def _topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -114,14 +170,24 @@ class StageApp(faust.App):
 
     # -- the stage loop -----------------------------------------------------------
 
-    def add_stage(self, source: TopicSpec, sink: TopicSpec, transform: StageTransform[Any, Any]) -> None:
-        """Run ``transform`` on every record of ``source``, sending its outputs to ``sink``."""
-        stage, source_topic, sink_topic = self.stage, self._topic(source), self._topic(sink)
+    def add_stage(self, source: TopicSpec, transform: StageTransform[Any, Any]) -> None:
+        """Run ``transform`` on every record of ``source``; each output goes to its record type's topic.
+
+        The transform is warmed up here, before the worker starts and joins its group.
+        """
+        stage, source_topic = self.stage, self._topic(source)
+        self._source = source.name
+        sinks = {spec.record: self._topic(spec) for spec in BY_RECORD.values()}
         held: dict[Hashable, list[EventT]] = defaultdict(list)
+        started = time.perf_counter()
+        transform.warm_up()
+        log.info("%s: models warmed up in %.2f s", stage, time.perf_counter() - started)
 
         async def send(record: Envelope, received_at: float, compute_s: float) -> None:
             stamped = record.stamped(stage, received_at, time.time(), compute_s)
-            await sink_topic.send(key=stamped.key.encode(), value=encode(stamped))
+            if isinstance(stamped, UtteranceDropped):
+                metrics.UTTERANCES_DROPPED.labels(stamped.stage, stamped.reason).inc()
+            await sinks[type(stamped)].send(key=stamped.key.encode(), value=encode(stamped))
 
         def release(key: Hashable) -> None:
             """Acknowledge a stream's held messages once its open work is done."""
@@ -140,10 +206,12 @@ class StageApp(faust.App):
                     await self._dead_letter(event, exc, attempts=1)
                     event.ack()
                     continue
-                if record.timings:
-                    metrics.CONSUME_LAG.labels(stage).observe(max(0.0, received_at - record.timings[-1].sent_at))
-                await self._attempt(event, functools.partial(self._drive, transform, record, received_at, send))
                 key = transform.stream_key(record)
+                if record.timings:
+                    lag_s = max(0.0, received_at - record.timings[-1].sent_at)
+                    metrics.CONSUME_LAG.labels(stage).observe(lag_s)
+                    self.load.taken(key, lag_s)
+                await self._attempt(event, functools.partial(self._drive, transform, record, received_at, send), send)
                 held[key].append(event)
                 if not transform.is_open(key):
                     release(key)
@@ -155,6 +223,7 @@ class StageApp(faust.App):
             now = time.time()
             started = time.perf_counter()
             closed = await asyncio.get_running_loop().run_in_executor(self.executor, transform.expire, now)
+            self.load.worked(time.perf_counter() - started)
             for record in closed:
                 await send(record, now, time.perf_counter() - started)
             for key in [k for k in held if not transform.is_open(k)]:
@@ -175,20 +244,29 @@ class StageApp(faust.App):
             while True:
                 started = time.perf_counter()
                 output = await loop.run_in_executor(self.executor, next, outputs, None)
+                compute_s = time.perf_counter() - started
+                self.load.worked(compute_s)
                 if output is None:
                     return
-                await send(output, received_at, time.perf_counter() - started)
+                await send(output, received_at, compute_s)
         finally:
             self._busy = False
 
-    async def _attempt(self, event: EventT, work: Callable[[], Awaitable[None]]) -> None:
-        """Run ``work`` with retries and backoff; drops are counted, failures dead-lettered."""
+    async def _attempt(
+        self,
+        event: EventT,
+        work: Callable[[], Awaitable[None]],
+        send: Callable[[Envelope, float, float], Awaitable[None]],
+    ) -> None:
+        """Run ``work`` with retries and backoff; drops are counted (and announced), failures dead-lettered."""
         for attempt in range(1, len(RETRY_DELAYS_S) + 2):
             try:
                 await work()
                 return
             except Dropped as drop:
                 metrics.DROPPED.labels(self.stage, drop.reason).inc()
+                for announcement in drop.announcements:
+                    await send(announcement, time.time(), 0.0)
                 return
             except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
                 if attempt > len(RETRY_DELAYS_S):

@@ -19,11 +19,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from streams.settings import Settings, get_settings
+from streams.topics import STAGE_SOURCES
 
 if TYPE_CHECKING:
     from streams.supervisor import Supervisor
 
-STAGES = ("stt", "translate", "tts", "transcribe")
+STAGES = tuple(STAGE_SOURCES)
 READY_TIMEOUT_S = 300.0
 
 log = logging.getLogger("dragoman")
@@ -176,9 +177,8 @@ def running_system(settings: Settings) -> Iterator[System]:
             supervisor.spawn(stage, ["worker", "--stage", stage])
         supervisor.spawn("gateway", ["gateway"])
         url = f"http://{settings.host}:{settings.port}"
-        probes = [f"{url}/healthz"] + [f"http://127.0.0.1:{_worker_port(settings, s)}/ready" for s in STAGES]
-        try:
-            supervisor.wait_until_ready(probes, READY_TIMEOUT_S)
+        try:  # every stage owns every partition with warm models (see the gateway's /readyz)
+            supervisor.wait_until_ready([f"{url}/readyz"], READY_TIMEOUT_S)
         except RuntimeError as exc:
             sys.exit(f"dragoman: {exc}")
         yield System(url, bootstrap, secret, supervisor)
@@ -219,6 +219,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         print_report(bench_engines(get_settings(), args.prompts))
         return
+    if args.what == "load":
+        _bench_load(args)
+        return
 
     from agents.models import load_synthesizer
     from agents.tts import to_pcm16
@@ -229,7 +232,27 @@ def cmd_bench(args: argparse.Namespace) -> None:
     sentences = load_synthesizer(settings).synthesize("Good morning everyone, shall we begin?", "en")
     speech = b"".join(to_pcm16(audio) for audio in sentences)
     with running_system(settings) as system:
-        bench_pipeline(system.url, system.bootstrap, system.secret, args.utterances, speech)
+        bench_pipeline(system.url, system.bootstrap, system.secret, args.utterances or 30, speech)
+
+
+def _bench_load(args: argparse.Namespace) -> None:
+    """Recorded prompts in the speakers' language, streamed by N rooms at once (see streams.bench_load)."""
+    from agents.bench import prompt_audio, spoken_prompts
+    from agents.tts import to_pcm16
+    from streams.bench_load import bench_load
+
+    settings = get_settings()
+    names = spoken_prompts(args.language, args.utterances or 8)
+    speech = [to_pcm16(prompt_audio(args.language, name)) for name in names]
+    listen = "es" if args.language == "en" else "en"
+    rooms = [int(n) for n in args.rooms.split(",")]
+    stt_metrics = args.stt_metrics or f"http://127.0.0.1:{_worker_port(settings, 'stt')}/metrics"
+    if args.url:
+        secret = settings.jwt_secret or sys.exit("--url needs DRAGOMAN_JWT_SECRET, the running gateway's secret")
+        bench_load(args.url, secret, stt_metrics, rooms, speech, args.language, listen)
+        return
+    with running_system(settings) as system:
+        bench_load(system.url, system.secret, stt_metrics, rooms, speech, args.language, listen)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -264,8 +287,12 @@ def main(argv: list[str] | None = None) -> None:
     model.set_defaults(func=cmd_models)
     sub.add_parser("config", help="print every setting as a Markdown table").set_defaults(func=cmd_config)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=["pipeline", "engines"])
-    bench.add_argument("--utterances", type=int, default=30, help="pipeline: utterances to time")
+    bench.add_argument("what", choices=["pipeline", "engines", "load"])
+    bench.add_argument("--rooms", default="1,2,4,6,8,12", help="load: numbers of rooms speaking at once")
+    bench.add_argument("--language", default="en", choices=["en", "es"], help="load: the speakers' language")
+    bench.add_argument("--url", help="load: a running gateway (default: start the whole system)")
+    bench.add_argument("--stt-metrics", help="load: the stt worker's /metrics (for its CPU time)")
+    bench.add_argument("--utterances", type=int, default=None, help="pipeline: utterances (30); load: per room (8)")
     bench.add_argument("--prompts", type=int, default=10, help="engines: recorded prompts per language")
     bench.set_defaults(func=cmd_bench)
 

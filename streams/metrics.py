@@ -48,6 +48,24 @@ DROPPED = Counter(
     "Frames or messages dropped on purpose, by where and why (stale, duplicate, bad_frame, slow_client, ...).",
     ["stage", "reason"],
 )
+UTTERANCES_DROPPED = Counter(
+    "dragoman_utterances_dropped_total",
+    "Utterances announced as dropped to their speaker and listeners, by the stage that gave up and why.",
+    ["stage", "reason"],
+)
+ADMISSIONS = Counter(
+    "dragoman_admissions_total",
+    "New speakers the gateway admitted (result=admitted) or refused with overloaded (result=refused).",
+    ["result"],
+)
+STAGE_BACKLOG = Gauge(
+    "dragoman_stage_backlog_seconds",
+    "How far behind real time a worker's newest work was over the last second (0 when idle).",
+    ["stage"],
+)
+STAGE_BUSY = Gauge(
+    "dragoman_stage_busy_ratio", "Share of the last second a worker's inference thread worked.", ["stage"]
+)
 RETRIES = Counter("dragoman_retries_total", "Transform attempts that failed and were retried.", ["stage"])
 DEAD_LETTERS = Counter("dragoman_dead_letters_total", "Messages sent to pipeline.dlq.", ["stage"])
 PROCESSED = Counter("dragoman_processed_total", "Messages a stage consumed.", ["stage"])

@@ -50,6 +50,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Per-connection outbound queue; when full the oldest audio is dropped (reason=slow_client).",
     )
+    max_speakers: int = Field(
+        6,
+        ge=1,
+        description="Speakers (audio connections streaming) speech recognition admits over all its workers; "
+        "a new speaker past it is refused with `overloaded`. `dragoman bench load` measures what a machine holds.",
+    )
+    admit_max_backlog_s: float = Field(
+        1.5, gt=0, description="A new speaker is also refused while speech recognition runs this far behind."
+    )
+    audio_burst_s: float = Field(
+        2.0,
+        gt=0,
+        description="Audio a connection may send ahead of real time; beyond it frames are refused (`rate_limited`).",
+    )
+    commands_per_s: float = Field(
+        10.0, gt=0, description="Text commands a connection may send per second; beyond it `rate_limited`."
+    )
     max_ingest_backlog: int = Field(
         256,
         ge=1,

@@ -8,18 +8,23 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
-from schemas import Envelope
+from schemas import Envelope, UtteranceDropped
 
 InT = TypeVar("InT", bound=Envelope, contravariant=True)
 OutT = TypeVar("OutT", bound=Envelope, covariant=True)
 
 
 class Dropped(Exception):
-    """Raised by a transform to drop its input on purpose; counted by ``reason``, never retried."""
+    """Raised by a transform to drop its input on purpose; counted by ``reason``, never retried.
 
-    def __init__(self, reason: str) -> None:
+    ``announcements`` say so to the people who were waiting for it (an utterance's speaker and
+    listeners): dropped speech is never lost silently.
+    """
+
+    def __init__(self, reason: str, *announcements: UtteranceDropped) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.announcements = announcements
 
 
 class StageTransform(Protocol[InT, OutT]):
@@ -36,6 +41,11 @@ class StageTransform(Protocol[InT, OutT]):
 
     def process(self, record: InT, received_at: float) -> Iterator[OutT]: ...
 
+    def warm_up(self) -> None:
+        """Run the models once, so the first real message does not pay for their first call; the
+        worker calls this before it joins its consumer group."""
+        ...
+
     def stream_key(self, record: InT) -> Hashable: ...
 
     def is_open(self, key: Hashable) -> bool: ...
@@ -47,6 +57,9 @@ class StageTransform(Protocol[InT, OutT]):
 
 class Stateless:
     """The stream-keeping half of :class:`StageTransform` for transforms that keep none."""
+
+    def warm_up(self) -> None:
+        return None
 
     def stream_key(self, record: Envelope) -> Hashable:
         return None

@@ -17,11 +17,13 @@ from schemas import (
     DeadLetter,
     RoomEvent,
     Signal,
+    StageLoad,
     SynthesizedAudio,
     Transcript,
     TranscriptionRequest,
     TranscriptionUpdate,
     Translation,
+    UtteranceDropped,
 )
 
 
@@ -50,6 +52,8 @@ AUDIO_SYNTHESIZED = TopicSpec("audio.synthesized", SynthesizedAudio)
 TRANSCRIPTION_REQUESTS = TopicSpec("transcription.requests", TranscriptionRequest)
 TRANSCRIPTS = TopicSpec("transcripts", TranscriptionUpdate, compacted=True)
 SIGNALING = TopicSpec("signaling", Signal, config={"retention.ms": str(3600 * 1000)})
+UTTERANCES_DROPPED = TopicSpec("utterances.dropped", UtteranceDropped)
+PIPELINE_LOAD = TopicSpec("pipeline.load", StageLoad, config={"retention.ms": str(3600 * 1000)})
 DLQ = TopicSpec("pipeline.dlq", DeadLetter, config={"retention.ms": str(7 * 24 * 3600 * 1000)})
 
 MEETING_TOPICS: tuple[TopicSpec, ...] = (
@@ -59,15 +63,32 @@ MEETING_TOPICS: tuple[TopicSpec, ...] = (
     TEXT_TRANSLATED,
     AUDIO_SYNTHESIZED,
     SIGNALING,
+    UTTERANCES_DROPPED,
+    PIPELINE_LOAD,
     TRANSCRIPTION_REQUESTS,
     TRANSCRIPTS,
     DLQ,
 )
 
-EGRESS_TOPICS: tuple[TopicSpec, ...] = (TEXT_ORIGINAL, TEXT_TRANSLATED, AUDIO_SYNTHESIZED, SIGNALING)
+EGRESS_TOPICS: tuple[TopicSpec, ...] = (
+    TEXT_ORIGINAL,
+    TEXT_TRANSLATED,
+    AUDIO_SYNTHESIZED,
+    SIGNALING,
+    UTTERANCES_DROPPED,
+    PIPELINE_LOAD,
+)
 """What the gateway's egress consumer reads from the tail and fans out to local sockets."""
 EGRESS_STATE_TOPICS: tuple[TopicSpec, ...] = (ROOM_EVENTS, TRANSCRIPTS)
 """What it reads from the beginning: every gateway knows every room's participants and every transcript."""
+
+STAGE_SOURCES: dict[str, TopicSpec] = {
+    "stt": AUDIO_RAW,
+    "translate": TEXT_ORIGINAL,
+    "tts": TEXT_TRANSLATED,
+    "transcribe": TRANSCRIPTION_REQUESTS,
+}
+"""Every pipeline stage (a Faust app and consumer group of its own) and the topic it consumes."""
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in MEETING_TOPICS}
 BY_RECORD: dict[type[BaseModel], TopicSpec] = {spec.record: spec for spec in MEETING_TOPICS}

@@ -3,6 +3,7 @@ with its embedded broker, three workers and the gateway, once per test session."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -33,10 +34,11 @@ class Meeting:
     log: Path
 
 
-@pytest.fixture(scope="session")
-def meeting() -> Iterator[Meeting]:
+@contextlib.contextmanager
+def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
+    """``dragoman up`` on free ports with ``settings`` (DRAGOMAN_* variables), until it is ready."""
     ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "up.log"
+    log_path = ARTIFACTS / log_name
     secret = "test-secret-" + os.urandom(16).hex()
     port, worker_port = free_port(), free_port()
     env = {
@@ -44,12 +46,8 @@ def meeting() -> Iterator[Meeting]:
         "DRAGOMAN_PORT": str(port),
         "DRAGOMAN_WORKER_WEB_PORT": str(worker_port),
         "DRAGOMAN_JWT_SECRET": secret,
-        "DRAGOMAN_SSE_KEEPALIVE_S": "0.5",  # so that the file transcription tests see keepalives
-        "DRAGOMAN_MAX_TRANSCRIPTIONS": "1",  # so that a second concurrent upload is answered busy
-        # A killed worker is restarted, reloads its models and rejoins its group within this:
-        # what it replays is then not stale (test_guarantees kills one mid-utterance).
-        "DRAGOMAN_STALE_AFTER_S": "40",
         "PYTHONUNBUFFERED": "1",
+        **settings,
     }
     env.pop("DRAGOMAN_KAFKA_BOOTSTRAP", None)
     with log_path.open("w") as log:
@@ -74,6 +72,19 @@ def meeting() -> Iterator[Meeting]:
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+
+
+@pytest.fixture(scope="session")
+def meeting() -> Iterator[Meeting]:
+    settings = {
+        "DRAGOMAN_SSE_KEEPALIVE_S": "0.5",  # so that the file transcription tests see keepalives
+        "DRAGOMAN_MAX_TRANSCRIPTIONS": "1",  # so that a second concurrent upload is answered busy
+        # A killed worker is restarted, reloads its models and rejoins its group within this:
+        # what it replays is then not stale (test_guarantees kills one mid-utterance).
+        "DRAGOMAN_STALE_AFTER_S": "40",
+    }
+    with running_up("up.log", settings) as system:
+        yield system
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agents.engines.silero import SileroVad
 from agents.stt import LocalAgreement, SpeechToText, SttConfig, clean_hypothesis
-from schemas import AudioFrame, Transcript
+from schemas import AudioFrame, Transcript, UtteranceDropped
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings
 from streams.stage import Dropped
@@ -35,9 +35,9 @@ def frames(pcm: bytes, start_at: float = 1000.0, session: str = "s1") -> Iterato
         )  # fmt: skip
 
 
-def run(stt: SpeechToText, pcm: bytes, start_at: float = 1000.0) -> list[Transcript]:
+def run(stt: SpeechToText, pcm: bytes, start_at: float = 1000.0) -> list[Transcript | UtteranceDropped]:
     """Feed ``pcm`` in real time order, as if each frame arrived 50 ms after capture."""
-    out: list[Transcript] = []
+    out: list[Transcript | UtteranceDropped] = []
     for frame in frames(pcm, start_at):
         out.extend(stt.process(frame, frame.captured_at + 0.15))
     return out
@@ -86,18 +86,45 @@ def test_a_vanished_speakers_utterance_is_closed_by_expire(vad: SileroVad) -> No
     assert not stt.is_open(("room", "s1"))
 
 
-def test_duplicate_stale_and_malformed_frames_are_dropped(vad: SileroVad) -> None:
-    stt = SpeechToText(GrowingRecognizer(), vad, SttConfig(stale_after_s=5))
+def test_duplicate_and_malformed_frames_are_dropped(vad: SileroVad) -> None:
+    stt = SpeechToText(GrowingRecognizer(), vad, SttConfig())
     first = next(frames(silence(0.1)))
     list(stt.process(first, first.captured_at))
     with pytest.raises(Dropped, match="duplicate"):
         list(stt.process(first, first.captured_at))
-    stale = first.model_copy(update={"sequence_number": 1})
-    with pytest.raises(Dropped, match="stale"):
-        list(stt.process(stale, stale.captured_at + 6))
     odd = first.model_copy(update={"sequence_number": 2, "pcm": b"\x00" * 3})
     with pytest.raises(Dropped, match="bad_frame"):
         list(stt.process(odd, odd.captured_at))
+
+
+def test_stale_speech_is_announced_as_dropped_and_never_recognized(vad: SileroVad) -> None:
+    recognizer = GrowingRecognizer()
+    stt = SpeechToText(recognizer, vad, SttConfig(stale_after_s=5))
+    out = []
+    for frame in frames(silence(0.3) + prompt_pcm("en", "agent-loginok") + silence(1.0)):
+        out.extend(stt.process(frame, frame.captured_at + 6))  # the stage is 6 s behind
+    assert [(type(o), o.reason, o.language) for o in out] == [(UtteranceDropped, "stale", "en")]
+    assert out[0].utterance_id.startswith("s1:") and recognizer.calls == []
+
+
+def test_a_stage_running_behind_skips_partials_but_not_finals(vad: SileroVad) -> None:
+    recognizer = GrowingRecognizer()
+    stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.5))
+    out = []
+    for frame in frames(silence(0.3) + prompt_pcm("en", "agent-alreadyon") + silence(1.0)):
+        out.extend(stt.process(frame, frame.captured_at + 0.1 + 0.5))  # taken 0.5 s after its end
+    assert [t.is_final for t in out] == [True]
+
+
+def test_partials_stop_at_their_window_and_the_final_covers_everything(vad: SileroVad) -> None:
+    recognizer = GrowingRecognizer()
+    stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.5, partial_window_s=2.0))
+    speech = prompt_pcm("en", "agent-alreadyon")  # about 5 s of speech
+    out = run(stt, silence(0.3) + speech + silence(1.0))
+    partial_sizes = sorted(samples for samples, _ in recognizer.calls)[:-1]  # the last call is the final's
+    assert partial_sizes and max(partial_sizes) <= 2.0 * 16_000 + 512
+    assert max(samples for samples, _ in recognizer.calls) >= len(speech) / 2 * 0.9
+    assert [t.is_final for t in out][-1] and sum(t.is_final for t in out) == 1
 
 
 def test_an_overlong_utterance_is_cut_and_goes_on(vad: SileroVad) -> None:

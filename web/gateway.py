@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiolimiter import AsyncLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import (
@@ -33,6 +34,7 @@ from schemas import (
     RoomEventKind,
     Signal,
     SignalKind,
+    StageLoad,
     SynthesizedAudio,
     Transcript,
     TranscriptionUpdate,
@@ -49,12 +51,14 @@ from streams.topics import (
     BY_RECORD,
     EGRESS_STATE_TOPICS,
     EGRESS_TOPICS,
+    STAGE_SOURCES,
     TEXT_ORIGINAL,
     TEXT_TRANSLATED,
     TopicSpec,
 )
 from web import auth
-from web.ingest import MAX_FRAME_BYTES, BadFrame, FrameGrouper
+from web.admission import Admission, PipelineLoad
+from web.ingest import BYTES_PER_SECOND, MAX_FRAME_BYTES, BadFrame, FrameGrouper
 from web.routing import Connection, ConnectionKind, Outbox, Router, error_message
 from web.transcription import Transcriptions, get_transcription, post_transcription
 
@@ -64,6 +68,9 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_POLICY = 1008
 STATIC = Path(__file__).parent / "static"
 EGRESS_RESTART_DELAY_S = 1.0
+SPEAKER_REFUSED = (
+    "the service is at capacity: your speech is not being transcribed; it is admitted again as soon as there is room"
+)
 BACKLOG_REPLAY = 200
 """Messages per text partition the egress re-reads at start, so the captions backlog survives a restart."""
 
@@ -81,6 +88,8 @@ class Gateway:
         self._in_flight = 0
         self.live_since = float("inf")
         self.transcriptions = Transcriptions()
+        self.load = PipelineLoad({stage: settings.partitions for stage in STAGE_SOURCES})
+        self.admission = Admission(self.load, settings.max_speakers, settings.admit_max_backlog_s)
         self._egress_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -170,6 +179,8 @@ class Gateway:
                     continue
                 if isinstance(record, TranscriptionUpdate):
                     self.transcriptions.on_update(record)
+                elif isinstance(record, StageLoad):
+                    self.load.update(record)
                 else:
                     self.deliver(cast(Record, record))
         finally:
@@ -241,6 +252,26 @@ def parse_command(data: str) -> dict[str, Any] | None:
     return command if isinstance(command, dict) and isinstance(command.get("type"), str) else None
 
 
+class Throttle:
+    """A connection's fair share: a leaky bucket, and one ``rate_limited`` error per episode of excess."""
+
+    def __init__(self, rate_per_s: float, burst_s: float, what: str) -> None:
+        self._bucket = AsyncLimiter(rate_per_s * burst_s, burst_s)
+        self._what = what
+        self._told = False
+
+    async def allows(self, ws: web.WebSocketResponse, amount: float = 1) -> bool:
+        if self._bucket.has_capacity(amount):
+            await self._bucket.acquire(amount)  # returns at once: there is capacity
+            self._told = False
+            return True
+        metrics.DROPPED.labels("gateway", "rate_limited").inc()
+        if not self._told:
+            self._told = True
+            await ws.send_str(error_message("rate_limited", f"{self._what}: refused until you slow down"))
+        return False
+
+
 async def _serve(
     ws: web.WebSocketResponse,
     connection: Connection,
@@ -251,9 +282,12 @@ async def _serve(
 ) -> None:
     """Register ``connection`` with the router and serve its client until the socket closes.
 
-    Every endpoint answers ``ping`` and refuses what it cannot read with ``bad_request``,
-    leaving the connection open.
+    Every endpoint answers ``ping``, refuses what it cannot read with ``bad_request`` and
+    commands beyond ``commands_per_s`` with ``rate_limited``, leaving the connection open.
+    (Base64 ``audio`` commands are audio: the audio socket's own throttle counts them.)
     """
+    rate = gateway.settings.commands_per_s
+    commands = Throttle(rate, 1.0, f"more than {rate:g} commands a second")
     for first in gateway.router.add(connection):
         connection.outbox.put(first)
     metrics.CONNECTIONS.labels(endpoint).inc()
@@ -267,6 +301,8 @@ async def _serve(
                     await on_binary(message.data)
             elif message.type == WSMsgType.TEXT:
                 command = parse_command(message.data)
+                if (command is None or command["type"] != "audio") and not await commands.allows(ws):
+                    continue
                 if command is None:
                     await ws.send_str(error_message("bad_request", "text frames must be JSON objects with a 'type'"))
                 elif command["type"] == "ping":
@@ -317,8 +353,24 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
         }
     )
     await gateway.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, speak))
+    burst_s = gateway.settings.audio_burst_s
+    audio_rate = Throttle(BYTES_PER_SECOND, burst_s, f"audio more than {burst_s:g} s ahead of real time")
+    admitted = refused = False
 
     async def send_audio(pcm: bytes) -> None:
+        nonlocal admitted, refused
+        if not await audio_rate.allows(ws, len(pcm)):
+            return
+        if not admitted:  # a new speaker: is there room for one more?
+            admitted = gateway.admission.admit(time.time())
+            if not admitted:
+                metrics.DROPPED.labels("gateway", "not_admitted").inc()
+                if not refused:
+                    refused = True
+                    metrics.ADMISSIONS.labels("refused").inc()
+                    await ws.send_str(error_message("overloaded", SPEAKER_REFUSED))
+                return
+            metrics.ADMISSIONS.labels("admitted").inc()
         try:
             frames = grouper.push(pcm, speak)
         except BadFrame as exc:
@@ -420,6 +472,17 @@ async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """200 only when this gateway can serve a meeting end to end: its Kafka clients run and every stage
+    owns every partition with warm models (from the workers' ``pipeline.load`` reports). `up` and load
+    balancers wait for it; ``/healthz`` says only that the process is up."""
+    gateway = request.app[GATEWAY]
+    stages = gateway.load.readiness(time.time())
+    ready = gateway.producer is not None and gateway.egress_running and all(stages.values())
+    body = {"ready": ready, "egress": gateway.egress_running, "stages": stages}
+    return web.json_response(body, status=200 if ready else 503)
+
+
 async def healthz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     healthy = gateway.producer is not None and gateway.egress_running
@@ -473,5 +536,6 @@ def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Appli
     app.router.add_post("/v1/transcriptions", post_transcription)
     app.router.add_get("/v1/transcriptions/{id}", get_transcription)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus)
     return app

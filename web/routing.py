@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from schemas import Record, RoomEvent, Signal, SynthesizedAudio, Transcript, Translation
+from schemas import Record, RoomEvent, Signal, SynthesizedAudio, Transcript, Translation, UtteranceDropped
 from streams import metrics
 from streams.rooms import RoomState, apply_event
 
@@ -157,6 +157,8 @@ class Router:
         return {p["listen"] for p in self.rooms.get(room_id, {}).values() if p["user_id"] == user_id and p["speak"]}
 
     def _messages_for(self, connection: Connection, record: Record) -> list[Outgoing]:
+        if isinstance(record, UtteranceDropped):
+            return dropped_messages(connection, record)
         if isinstance(record, Transcript):
             wanted = connection.kind == "captions" and connection.language in (None, record.language)
             return [caption_message(record)] if wanted else []
@@ -174,6 +176,20 @@ class Router:
             ):
                 return suppression_messages(record)
         return []
+
+
+def dropped_messages(connection: Connection, drop: UtteranceDropped) -> list[Outgoing]:
+    """Who is told of a dropped utterance: its speaker, and whoever waited for it. A recognition dropped
+    by stt concerns the whole room; a translation or its speech, those listening in its language."""
+    concerns_everyone = drop.stage == "stt"
+    ids = {"speaker_id": drop.speaker_id, "utterance_id": drop.utterance_id, "language": drop.language}
+    if connection.kind == "audio":
+        if concerns_everyone or connection.user_id == drop.speaker_id or connection.language == drop.language:
+            return [json.dumps({"type": "utterance_dropped", **ids, "reason": drop.reason})]
+    elif connection.kind == "captions" and (concerns_everyone or connection.language in (None, drop.language)):
+        at = int(drop.speech_ended_at * 1000)
+        return [json.dumps({"event": "dropped", **ids, "reason": drop.reason, "timestamp_ms": at})]
+    return []
 
 
 def audio_messages(chunk: SynthesizedAudio) -> list[Outgoing]:

@@ -1,0 +1,225 @@
+"""``dragoman bench load``: how many meetings this system holds, measured live.
+
+For each N of ``--rooms``, N rooms run at once, with staggered starts. In each
+room one speaker streams recorded utterances in real time, as a client does
+(100 ms frames, sent when their last sample would have been captured, a
+pause after each utterance); one listener in another language listens on an
+audio socket, and a captions socket watches. Everything goes through the
+gateway, as PROTOCOL.md says: nothing here reads Kafka.
+
+Per utterance, end of speech is known exactly (the recording is trimmed of
+silence, and the bench knows when it sent its last sample). Measured:
+
+- final caption: end of speech → the original-language final arrives;
+- first translated audio: end of speech → the listener's ``audio_start``;
+- announced: utterances announced as dropped (``utterance_dropped``);
+- refused: utterances of speakers refused with ``overloaded`` at admission;
+- missing: none of the above: silent loss, which must be zero;
+- STT CPU: the speech worker's CPU seconds per second (its ``/metrics``).
+
+Capacity is the largest N whose final-caption p90 stays within 1.5× that of
+N=1 with nothing missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+
+from schemas import SAMPLE_RATE
+
+FRAME_S = 0.1
+FRAME_BYTES = int(SAMPLE_RATE * FRAME_S) * 2
+PAUSE_S = 1.5
+"""Silence after each utterance: three hangovers, so every utterance closes on its own."""
+DRAIN_S = 8.0
+"""How long the bench waits after the last utterance for late results."""
+CAPACITY_FACTOR = 1.5
+
+
+def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
+    """The recording from its first to its last 10 ms whose RMS is over ``threshold`` × the loudest."""
+    samples = np.frombuffer(pcm, "<i2").astype(np.float32)
+    hop = SAMPLE_RATE // 100
+    rms = np.sqrt(np.mean(samples[: len(samples) // hop * hop].reshape(-1, hop) ** 2, axis=1))
+    loud = np.flatnonzero(rms > threshold * rms.max())
+    return pcm[loud[0] * hop * 2 : (loud[-1] + 1) * hop * 2]
+
+
+@dataclass
+class Utterance:
+    ended_at: float = 0.0
+    """Wall-clock time of its last sample of speech."""
+    final_at: float | None = None
+    first_audio_at: float | None = None
+    announced: bool = False
+
+
+@dataclass
+class Room:
+    name: str
+    utterances: list[Utterance]
+    refused: bool = False
+    ids: dict[str, int] = field(default_factory=dict)
+    """utterance id (from the pipeline) → index of the utterance it belongs to."""
+
+    def index_of(self, timestamp_ms: int) -> int | None:
+        """The utterance whose speech ended closest before a caption's ``timestamp_ms`` (end of speech)."""
+        at = timestamp_ms / 1000
+        candidates = [i for i, u in enumerate(self.utterances) if u.ended_at and u.ended_at - 1.5 <= at]
+        return min(candidates, key=lambda i: abs(self.utterances[i].ended_at - at), default=None)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q * 100)) if values else float("nan")
+
+
+def stt_cpu_seconds(metrics_url: str) -> float | None:
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    found = re.search(r"^process_cpu_seconds_total (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+async def _speak(ws: aiohttp.ClientWebSocketResponse, room: Room, speech: Sequence[bytes], delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    started = time.time()
+    sent_s = 0.0  # seconds of audio sent so far: frame k goes out when its last sample is "captured"
+    for utterance, pcm in zip(room.utterances, speech, strict=True):
+        stream = pcm + b"\0" * int(PAUSE_S * SAMPLE_RATE * 2)
+        utterance.ended_at = started + sent_s + len(pcm) / 2 / SAMPLE_RATE
+        for offset in range(0, len(stream), FRAME_BYTES):
+            frame = stream[offset : offset + FRAME_BYTES]
+            sent_s += len(frame) / 2 / SAMPLE_RATE
+            await asyncio.sleep(max(0.0, started + sent_s - time.time()))
+            await ws.send_bytes(frame)
+
+
+async def _listen(ws: aiohttp.ClientWebSocketResponse, room: Room, kind: str) -> None:
+    async for message in ws:
+        if message.type != aiohttp.WSMsgType.TEXT:
+            continue
+        event, now = json.loads(message.data), time.time()
+        if kind == "speaker" and event.get("type") == "error" and event.get("code") == "overloaded":
+            room.refused = True
+        elif event.get("event") == "caption" and event["is_final"] and event["language"] == event["source_language"]:
+            index = room.index_of(event["timestamp_ms"])
+            if index is not None:
+                room.ids[event["utterance_id"]] = index
+                room.utterances[index].final_at = now
+        elif event.get("event") == "dropped":
+            index = room.index_of(event["timestamp_ms"])
+            if index is not None:
+                room.utterances[index].announced = True
+        elif event.get("type") == "audio_start":
+            index = room.ids.get(event["utterance_id"])
+            if index is not None and room.utterances[index].first_audio_at is None:
+                room.utterances[index].first_audio_at = now
+
+
+async def _run_rooms(url: str, secret: str, rooms: int, speech: Sequence[bytes], speak: str, listen: str) -> list[Room]:
+    from web.auth import mint
+
+    ws_url = url.replace("http", "ws", 1)
+    cycle_s = sum(len(p) / 2 / SAMPLE_RATE + PAUSE_S for p in speech) / len(speech)
+    state = [Room(f"load-{uuid.uuid4().hex[:8]}", [Utterance() for _ in speech]) for _ in range(rooms)]
+    async with aiohttp.ClientSession() as http:
+        sockets = []
+        for room in state:
+
+            def connect(endpoint: str, user: str, query: str, room: Room = room) -> object:
+                token = mint(secret, room.name, f"{user}-{room.name}")
+                return http.ws_connect(f"{ws_url}/ws/{endpoint}/{room.name}?token={token}{query}")
+
+            speaker = await connect("audio", "speaker", f"&speak={speak}&listen={speak}")  # type: ignore[misc]
+            listener = await connect("audio", "listener", f"&speak={listen}&listen={listen}")  # type: ignore[misc]
+            captions = await connect("captions", "viewer", "")  # type: ignore[misc]
+            sockets.append((room, speaker, listener, captions))
+        for _, speaker, listener, _ in sockets:
+            await speaker.receive()  # `session`
+            await listener.receive()
+        await asyncio.sleep(2.0)  # the translate stage's room table sees the listeners
+        listeners = [
+            asyncio.create_task(_listen(ws, room, kind))
+            for room, *opened in sockets
+            for ws, kind in zip(opened, ("speaker", "listener", "captions"), strict=True)
+        ]
+        speakers = [_speak(s, room, speech, i * cycle_s / rooms) for i, (room, s, _, _) in enumerate(sockets)]
+        await asyncio.gather(*speakers)
+        await asyncio.sleep(DRAIN_S)
+        for task in listeners:
+            task.cancel()
+        for _, *opened in sockets:
+            for ws in opened:
+                await ws.close()
+    return state
+
+
+def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
+    admitted = [r for r in rooms if not r.refused]
+    finals = [u.final_at - u.ended_at for r in admitted for u in r.utterances if u.final_at]
+    audio = [u.first_audio_at - u.ended_at for r in admitted for u in r.utterances if u.first_audio_at]
+    missing = sum(1 for r in admitted for u in r.utterances if u.final_at is None and not u.announced)
+    return {
+        "rooms": len(rooms),
+        "utterances": sum(len(r.utterances) for r in rooms),
+        "final_p50_s": round(percentile(finals, 0.5), 3),
+        "final_p90_s": round(percentile(finals, 0.9), 3),
+        "final_max_s": round(max(finals, default=float("nan")), 3),
+        "first_audio_p50_s": round(percentile(audio, 0.5), 3),
+        "finals_missing": missing,
+        "announced": sum(1 for r in admitted for u in r.utterances if u.announced and u.final_at is None),
+        "refused": sum(len(r.utterances) for r in rooms if r.refused),
+        "stt_cpu_cores": None if cpu_cores is None else round(cpu_cores, 2),
+    }
+
+
+def bench_load(
+    url: str,
+    secret: str,
+    stt_metrics_url: str,
+    room_counts: Sequence[int],
+    speech: Sequence[bytes],
+    speak: str,
+    listen: str,
+) -> dict[str, object]:
+    """Run every N of ``room_counts`` in turn against the system at ``url``; prints a table and a JSON line."""
+    speech = [trim_silence(pcm) for pcm in speech]
+    rows = []
+    columns = ["rooms", "final_p50_s", "final_p90_s", "final_max_s", "first_audio_p50_s", "finals_missing",
+               "announced", "refused", "stt_cpu_cores"]  # fmt: skip
+    print(" | ".join(columns), flush=True)
+    for count in room_counts:
+        cpu_before, wall_before = stt_cpu_seconds(stt_metrics_url), time.monotonic()
+        rooms = asyncio.run(_run_rooms(url, secret, count, speech, speak, listen))
+        cpu_after = stt_cpu_seconds(stt_metrics_url)
+        cores = None
+        if cpu_before is not None and cpu_after is not None:
+            cores = (cpu_after - cpu_before) / (time.monotonic() - wall_before)
+        row = summarize(rooms, cores)
+        rows.append(row)
+        print(" | ".join(str(row[c]) for c in columns), flush=True)
+        time.sleep(6.0)  # speakers of this round leave the stage's active count before the next
+    baseline = rows[0]["final_p90_s"] if rows and rows[0]["rooms"] == 1 else None
+    capacity = None
+    if isinstance(baseline, float):
+        fits = [r["rooms"] for r in rows if r["finals_missing"] == 0 and r["refused"] == 0
+                and isinstance(r["final_p90_s"], float) and r["final_p90_s"] <= CAPACITY_FACTOR * baseline]  # fmt: skip
+        capacity = max(fits, default=None)  # type: ignore[type-var]
+    print(f"capacity: {capacity} rooms (final caption p90 within {CAPACITY_FACTOR}x of one room, nothing missing)")
+    summary = {"bench": "load", "speak": speak, "listen": listen, "utterances_per_room": len(speech),
+               "rows": rows, "capacity_rooms": capacity}  # fmt: skip
+    print(json.dumps(summary))
+    return summary
