@@ -207,6 +207,7 @@ class _Utterance:
     window_energy: list[float]
     voiced_windows: int = 0
     silent_run: int = 0
+    first_voiced_at: float = 0.0
     last_voiced_at: float = 0.0
     recognized_windows: int = 0
     """Length (in windows) when the last hypothesis was made."""
@@ -340,6 +341,8 @@ class SpeechToText:
         # Hysteresis as in Silero's own iterator: speech ends below threshold - 0.15.
         utterance.silent_run = 0 if probability >= config.vad_threshold - 0.15 else utterance.silent_run + 1
         if probability >= config.vad_threshold:
+            if not utterance.voiced_windows:
+                utterance.first_voiced_at = window_end_at - self._window_s
             utterance.voiced_windows += 1
             utterance.last_voiced_at = window_end_at
         silence_s = utterance.silent_run * self._window_s
@@ -371,6 +374,7 @@ class SpeechToText:
         yield from self._finish(stream)
         remainder = self._open(stream, sequence, rest, stream.samples_seen - len(rest) * self._window)
         remainder.voiced_windows = len(rest)
+        remainder.first_voiced_at = utterance.last_voiced_at - len(rest) * self._window_s
         remainder.last_voiced_at = utterance.last_voiced_at
         remainder.stale = utterance.stale
 
@@ -429,6 +433,7 @@ class SpeechToText:
             is_final=is_final,
             audio_start_s=utterance.start_sample / SAMPLE_RATE,
             audio_end_s=(utterance.start_sample + len(utterance.windows) * self._window) / SAMPLE_RATE,
+            speech_started_at=utterance.first_voiced_at,
             speech_ended_at=utterance.last_voiced_at,
         )
         utterance.revision += 1

@@ -118,6 +118,8 @@ class Transcript(Record):
     audio_start_s: float
     """Start of the utterance, in seconds of the speaker's stream."""
     audio_end_s: float
+    speech_started_at: float
+    """Wall-clock time of the utterance's first voiced audio: where its subtitle cue starts."""
     speech_ended_at: float
     """Wall-clock time of the last audio this hypothesis covers: end-to-end latency starts here."""
 
@@ -272,7 +274,12 @@ class TranscriptionUpdate(Envelope):
 
 
 class DeadLetter(BaseModel):
-    """A message a stage gave up on, with enough to replay it (topic ``pipeline.dlq``)."""
+    """A message a stage gave up on, with enough to send it back (topic ``pipeline.dlq``).
+
+    ``dragoman dlq redrive`` sends ``value`` back to ``topic`` and appends the same letter with
+    ``redriven_at`` set: the letter's latest entry in the log says whether it is still dead. Both
+    are keyed by :attr:`letter_id`, so on a compacted topic the re-driven entry replaces the dead one.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -287,4 +294,11 @@ class DeadLetter(BaseModel):
     value: bytes | None
     error: str
     attempts: int
+    """Every attempt so far, counting those before each re-drive."""
     failed_at: float
+    redriven_at: float | None = None
+
+    @property
+    def letter_id(self) -> str:
+        """Where the failed message was: ``topic:partition:offset``."""
+        return f"{self.topic}:{self.partition}:{self.offset}"

@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import DeadLetter, Envelope, RoomEvent, StageLoad, UtteranceDropped, decode, encode
 from streams import metrics
+from streams.dlq import prior_attempts
 from streams.rooms import RoomState, apply_event
 from streams.settings import Settings
 from streams.stage import Dropped, StageTransform
@@ -277,6 +278,7 @@ class StageApp(faust.App):
                 await asyncio.sleep(RETRY_DELAYS_S[attempt - 1])
 
     async def _dead_letter(self, event: EventT, error: BaseException, attempts: int) -> None:
+        """Append the message to the DLQ; a re-driven one (see streams.dlq) counts its earlier attempts."""
         message = event.message
         letter = DeadLetter(
             stage=self.stage,
@@ -286,11 +288,11 @@ class StageApp(faust.App):
             key=message.key,
             value=message.value,
             error="".join(traceback.format_exception_only(error)).strip(),
-            attempts=attempts,
+            attempts=prior_attempts(message.headers) + attempts,
             failed_at=time.time(),
         )
         metrics.DEAD_LETTERS.labels(self.stage).inc()
         log.error(
             "%s: dead-lettered %s[%d]@%d: %s", self.stage, letter.topic, letter.partition, letter.offset, letter.error
         )
-        await self._dlq.send(key=message.key, value=encode(letter))
+        await self._dlq.send(key=letter.letter_id.encode(), value=encode(letter))

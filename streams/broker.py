@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.topics import MEETING_TOPICS
+from streams.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,11 @@ async def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
 
 
 async def ensure_topics(bootstrap: str, partitions: int) -> None:
-    """Create every meeting topic with its partition count and config (existing ones are left as they are)."""
+    """Create every topic with its partition count and config (existing ones are left as they are)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        for spec in MEETING_TOPICS:
+        for spec in ALL_TOPICS:
             topic = NewTopic(spec.name, partitions, 1, topic_configs=spec.kafka_config())
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([topic])

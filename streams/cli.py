@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import secrets
@@ -12,12 +14,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 # No model hub is reachable: every model loads from a local path.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from streams.export import FORMATS
 from streams.settings import Settings, get_settings
 from streams.topics import STAGE_SOURCES
 
@@ -63,6 +67,16 @@ def cmd_broker(args: argparse.Namespace) -> None:
     with EmbeddedBroker(args.port or settings.broker_port).start(settings.partitions) as broker:
         print(f"broker ready: {broker.bootstrap}", flush=True)
         _wait_for_signal()
+
+
+def cmd_topics(args: argparse.Namespace) -> None:
+    from streams.broker import ensure_topics
+    from streams.topics import ALL_TOPICS
+
+    settings = get_settings()
+    asyncio.run(ensure_topics(_require_bootstrap(settings), settings.partitions))
+    for spec in ALL_TOPICS:
+        print(f"{spec.name:<28} {' '.join(f'{k}={v}' for k, v in spec.kafka_config().items())}")
 
 
 def _worker_port(settings: Settings, stage: str) -> int:
@@ -157,7 +171,7 @@ class System:
 def running_system(settings: Settings) -> Iterator[System]:
     """Models prepared, broker (unless external), three workers and a gateway, all ready; stopped on exit."""
     from agents import models
-    from streams.broker import EmbeddedBroker
+    from streams.broker import EmbeddedBroker, ensure_topics
     from streams.model_paths import ModelPaths
     from streams.supervisor import Supervisor
 
@@ -170,6 +184,8 @@ def running_system(settings: Settings) -> Iterator[System]:
     if not bootstrap:
         broker = EmbeddedBroker(settings.broker_port).start(settings.partitions)
         bootstrap = broker.bootstrap
+    else:
+        asyncio.run(ensure_topics(bootstrap, settings.partitions))
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
     supervisor = Supervisor({"DRAGOMAN_KAFKA_BOOTSTRAP": bootstrap, "DRAGOMAN_JWT_SECRET": secret})
     try:
@@ -255,6 +271,81 @@ def _bench_load(args: argparse.Namespace) -> None:
         bench_load(system.url, system.secret, stt_metrics, rooms, speech, args.language, listen)
 
 
+def _time(text: str) -> float:
+    """A time on the command line: Unix seconds, or ISO 8601 (local time unless it says otherwise)."""
+    try:
+        return float(text)
+    except ValueError:
+        return datetime.datetime.fromisoformat(text).timestamp()
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from streams import replay
+
+    settings = get_settings()
+    bootstrap = _require_bootstrap(settings)
+    if args.action == "export":
+        from streams.export import render
+
+        try:
+            subtitles = asyncio.run(
+                replay.export(bootstrap, args.room, args.language, args.since, args.until, args.replay)
+            )
+        except (LookupError, ValueError) as exc:
+            sys.exit(f"dragoman replay export: {exc}")
+        text = render(subtitles, args.format)
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        print(f"{len(subtitles.cues)} cues from room {subtitles.room_id}", file=sys.stderr)
+        return
+
+    from agents.replay import REPLAY_STAGES, build
+
+    if not args.room:
+        sys.exit("dragoman replay reprocess: --room is required")
+    stages = tuple(args.stages.split(","))
+    if not any(stages == REPLAY_STAGES[i : i + len(stages)] for i in range(len(REPLAY_STAGES))):
+        sys.exit(f"--stages must be consecutive stages of {','.join(REPLAY_STAGES)}")
+    languages = tuple(args.languages.split(",")) if args.languages else asyncio.run(
+        replay.room_languages(bootstrap, args.room)
+    )  # fmt: skip
+    os.nice(10)  # live meetings on the same machine come first
+    request = replay.ReplayRequest(args.room, stages, languages, args.since, args.until, args.id)
+    summary = asyncio.run(replay.reprocess(bootstrap, request, build(settings, stages, languages), sys.stderr.isatty()))
+    print("\n".join(summary.lines()))
+    print(f"export it: dragoman replay export --replay {summary.replay_id} --format vtt [--language L]")
+
+
+def cmd_dlq(args: argparse.Namespace) -> None:
+    import json
+
+    from streams import dlq
+
+    bootstrap = _require_bootstrap(get_settings())
+    letters = asyncio.run(dlq.letters(bootstrap, args.stage, args.since))
+    if args.letters:
+        letters = [x for x in letters if x.letter.letter_id in args.letters]
+        if missing := set(args.letters) - {x.letter.letter_id for x in letters}:
+            sys.exit(f"no such dead letter: {', '.join(sorted(missing))}")
+    if args.action == "list":
+        print(f"{'failed at':<19}  {'stage':<10} {'letter (topic:partition:offset)':<34} attempts  {'status':<8} error")
+        for x in letters:
+            at = datetime.datetime.fromtimestamp(x.letter.failed_at).isoformat(timespec="seconds")
+            error = x.letter.error.splitlines()[-1][:60]
+            print(
+                f"{at:<19}  {x.letter.stage:<10} {x.letter.letter_id:<34} {x.letter.attempts:>8}  {x.status:<8} {error}"
+            )
+    elif args.action == "show":
+        for x in letters:
+            print(json.dumps({**dlq.describe(x.letter), "status": x.status}, indent=2, ensure_ascii=False))
+    else:
+        dead = [x.letter for x in letters if x.status == "dead"]
+        redriven = asyncio.run(dlq.redrive(bootstrap, dead))
+        print(f"re-drove {len(redriven)} letters: {', '.join(letter.letter_id for letter in redriven) or 'none dead'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dragoman", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--loglevel", default="WARNING")
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("gateway", help="the WebSocket gateway").set_defaults(func=cmd_gateway)
+    sub.add_parser(
+        "topics", help="create every topic with its partitions and retention on DRAGOMAN_KAFKA_BOOTSTRAP"
+    ).set_defaults(func=cmd_topics)
     token = sub.add_parser("token", help="mint a client token (needs DRAGOMAN_JWT_SECRET)")
     token.add_argument("--room", required=True, help="a room id, or '*' for any room")
     token.add_argument("--user", required=True)
@@ -295,6 +389,28 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--utterances", type=int, default=None, help="pipeline: utterances (30); load: per room (8)")
     bench.add_argument("--prompts", type=int, default=10, help="engines: recorded prompts per language")
     bench.set_defaults(func=cmd_bench)
+
+    replay = sub.add_parser(
+        "replay", help="export or reprocess a meeting from the log (needs DRAGOMAN_KAFKA_BOOTSTRAP)"
+    )
+    replay.add_argument("action", choices=["export", "reprocess"])
+    replay.add_argument("--room", help="the meeting's room id")
+    replay.add_argument("--from", dest="since", type=_time, help="Unix seconds or ISO 8601; default: the log's start")
+    replay.add_argument("--to", dest="until", type=_time, help="Unix seconds or ISO 8601; default: now")
+    replay.add_argument("--language", help="export: a translated language (default: each utterance as spoken)")
+    replay.add_argument("--format", choices=FORMATS, default="vtt", help="export: subtitles or transcript format")
+    replay.add_argument("-o", "--output", help="export: write here instead of stdout")
+    replay.add_argument("--replay", help="export: a reprocessed replay's results instead of the live meeting's")
+    replay.add_argument("--stages", default="stt,translate,tts", help="reprocess: consecutive stages to run again")
+    replay.add_argument("--languages", help="reprocess: target languages (default: those listened in, live)")
+    replay.add_argument("--id", help="reprocess: the replay's id (default: made from room, range, stages, languages)")
+    replay.set_defaults(func=cmd_replay)
+    dead = sub.add_parser("dlq", help="dead letters: list, show, re-drive (needs DRAGOMAN_KAFKA_BOOTSTRAP)")
+    dead.add_argument("action", choices=["list", "show", "redrive"])
+    dead.add_argument("letters", nargs="*", help="letter ids (topic:partition:offset); default: all that match")
+    dead.add_argument("--stage", help=f"only this stage's letters ({', '.join(STAGES)})")
+    dead.add_argument("--since", type=_time, help="Unix seconds or ISO 8601")
+    dead.set_defaults(func=cmd_dlq)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -8,7 +8,7 @@ a table lives beside the room's audio and text (Faust co-partitions them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
@@ -26,13 +26,21 @@ from schemas import (
     UtteranceDropped,
 )
 
+HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
+AUDIO_RETENTION_MS = DAY_MS
+"""Audio is big and personal: a day, enough to reprocess yesterday's meeting from its speech."""
+TEXT_RETENTION_MS = 30 * DAY_MS
+"""Text is small: a month of transcripts, translations and room events to export and re-translate."""
+
 
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     record: type[BaseModel]
+    retention_ms: int = TEXT_RETENTION_MS
     compacted: bool = False
-    config: dict[str, str] = field(default_factory=dict)
+    """Keep the last record per key forever instead of expiring by time."""
 
     @property
     def codec(self) -> str:
@@ -40,21 +48,22 @@ class TopicSpec:
         return f"dragoman.{self.record.__name__}"
 
     def kafka_config(self) -> dict[str, str]:
-        base = {"cleanup.policy": "compact"} if self.compacted else {"retention.ms": str(24 * 3600 * 1000)}
-        return {**base, **self.config}
+        if self.compacted:
+            return {"cleanup.policy": "compact"}
+        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
 
 
 ROOM_EVENTS = TopicSpec("room.events", RoomEvent)
-AUDIO_RAW = TopicSpec("audio.raw", AudioFrame)
+AUDIO_RAW = TopicSpec("audio.raw", AudioFrame, AUDIO_RETENTION_MS)
 TEXT_ORIGINAL = TopicSpec("text.original", Transcript)
 TEXT_TRANSLATED = TopicSpec("text.translated", Translation)
-AUDIO_SYNTHESIZED = TopicSpec("audio.synthesized", SynthesizedAudio)
-TRANSCRIPTION_REQUESTS = TopicSpec("transcription.requests", TranscriptionRequest)
+AUDIO_SYNTHESIZED = TopicSpec("audio.synthesized", SynthesizedAudio, AUDIO_RETENTION_MS)
+TRANSCRIPTION_REQUESTS = TopicSpec("transcription.requests", TranscriptionRequest, AUDIO_RETENTION_MS)
 TRANSCRIPTS = TopicSpec("transcripts", TranscriptionUpdate, compacted=True)
-SIGNALING = TopicSpec("signaling", Signal, config={"retention.ms": str(3600 * 1000)})
+SIGNALING = TopicSpec("signaling", Signal, HOUR_MS)
 UTTERANCES_DROPPED = TopicSpec("utterances.dropped", UtteranceDropped)
-PIPELINE_LOAD = TopicSpec("pipeline.load", StageLoad, config={"retention.ms": str(3600 * 1000)})
-DLQ = TopicSpec("pipeline.dlq", DeadLetter, config={"retention.ms": str(7 * 24 * 3600 * 1000)})
+PIPELINE_LOAD = TopicSpec("pipeline.load", StageLoad, HOUR_MS)
+DLQ = TopicSpec("pipeline.dlq", DeadLetter, 7 * DAY_MS)
 
 MEETING_TOPICS: tuple[TopicSpec, ...] = (
     ROOM_EVENTS,
@@ -90,5 +99,15 @@ STAGE_SOURCES: dict[str, TopicSpec] = {
 }
 """Every pipeline stage (a Faust app and consumer group of its own) and the topic it consumes."""
 
-BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in MEETING_TOPICS}
+REPLAY_TOPICS: dict[type[BaseModel], TopicSpec] = {
+    spec.record: TopicSpec(f"replay.{spec.name}", spec.record, spec.retention_ms)
+    for spec in (TEXT_ORIGINAL, TEXT_TRANSLATED, AUDIO_SYNTHESIZED)
+}
+"""Where ``dragoman replay reprocess`` writes, by record type: the same records as the live topics,
+keyed by replay id and stamped with the replay's id and run in headers. No gateway reads them, so a
+live socket never receives replayed captions or audio."""
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (*MEETING_TOPICS, *REPLAY_TOPICS.values())
+BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in ALL_TOPICS}
 BY_RECORD: dict[type[BaseModel], TopicSpec] = {spec.record: spec for spec in MEETING_TOPICS}
+"""The live topic of each record type: where a stage sends what its transform yields."""

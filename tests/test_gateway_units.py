@@ -62,7 +62,8 @@ def test_malformed_frames_are_refused(pcm: bytes) -> None:
 def _transcript(language: str = "es", **extra: object) -> Transcript:
     fields = dict(
         room_id="r", speaker_id="carlos", utterance_id="s:0", revision=0, language=language, text="hola",
-        is_final=True, audio_start_s=0.0, audio_end_s=1.0, speech_ended_at=time.time(),
+        is_final=True, audio_start_s=0.0, audio_end_s=1.0,
+        speech_started_at=time.time() - 1, speech_ended_at=time.time(),
     )  # fmt: skip
     if extra:
         return Translation(**{**fields, **extra})  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ def test_audio_is_binary_and_round_trips() -> None:
 def test_text_records_are_json_and_round_trip() -> None:
     transcript = Transcript(
         room_id="r", speaker_id="u", utterance_id="s:0", revision=0, language="es", text="hola",
-        is_final=True, audio_start_s=0, audio_end_s=1, speech_ended_at=2.0,
+        is_final=True, audio_start_s=0, audio_end_s=1, speech_started_at=1.0, speech_ended_at=2.0,
     )  # fmt: skip
     translation = Translation(
         **transcript.model_dump(exclude={"language", "text"}), language="en", text="hello",

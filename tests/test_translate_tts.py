@@ -18,7 +18,7 @@ from tests.fakes import EchoTranslator, ToneSynthesizer
 def transcript(text: str = "Hola. ¿Cómo estás?", is_final: bool = True, ended_at: float = 100.0) -> Transcript:
     return Transcript(
         room_id="room", speaker_id="u1", utterance_id="s:0", revision=0, language="es", text=text,
-        is_final=is_final, audio_start_s=0.0, audio_end_s=2.0, speech_ended_at=ended_at,
+        is_final=is_final, audio_start_s=0.0, audio_end_s=2.0, speech_started_at=ended_at - 2, speech_ended_at=ended_at,
     )  # fmt: skip
 
 
