@@ -19,17 +19,25 @@ silence, and the bench knows when it sent its last sample). Measured:
 
 Capacity is the largest N whose final-caption p90 stays within 1.5× that of
 N=1 with nothing missing.
+
+With a replay command, every N is run a second time while that command (a
+``dragoman replay reprocess`` of the first round's first room) runs over and
+over beside it: what a live meeting pays while an operator reprocesses
+another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import subprocess
+import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -186,6 +194,26 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
     }
 
 
+@contextlib.contextmanager
+def repeating(command: Sequence[str], env: Mapping[str, str]) -> Iterator[list[int]]:
+    """``command`` run again and again in the background until the block ends; yields its exit codes."""
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            codes.append(done.returncode)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield codes
+    finally:
+        stop.set()
+        thread.join()
+
+
 def bench_load(
     url: str,
     secret: str,
@@ -194,30 +222,48 @@ def bench_load(
     speech: Sequence[bytes],
     speak: str,
     listen: str,
+    replay: tuple[Sequence[str], Mapping[str, str]] | None = None,
 ) -> dict[str, object]:
-    """Run every N of ``room_counts`` in turn against the system at ``url``; prints a table and a JSON line."""
+    """Run every N of ``room_counts`` in turn against the system at ``url``; prints a table and a JSON line.
+
+    ``replay``: a command (to which ``--room ROOM`` is added) and its environment, to run every N
+    again beside it.
+    """
     speech = [trim_silence(pcm) for pcm in speech]
-    rows = []
+    rows: list[dict[str, object]] = []
     columns = ["rooms", "final_p50_s", "final_p90_s", "final_max_s", "first_audio_p50_s", "finals_missing",
                "announced", "refused", "stt_cpu_cores"]  # fmt: skip
     print(" | ".join(columns), flush=True)
-    for count in room_counts:
+    recorded: list[str] = []
+
+    def round_of(count: int, label: object) -> None:
         cpu_before, wall_before = stt_cpu_seconds(stt_metrics_url), time.monotonic()
         rooms = asyncio.run(_run_rooms(url, secret, count, speech, speak, listen))
+        recorded.extend(room.name for room in rooms)
         cpu_after = stt_cpu_seconds(stt_metrics_url)
         cores = None
         if cpu_before is not None and cpu_after is not None:
             cores = (cpu_after - cpu_before) / (time.monotonic() - wall_before)
-        row = summarize(rooms, cores)
+        row = {**summarize(rooms, cores), "rooms": label}
         rows.append(row)
         print(" | ".join(str(row[c]) for c in columns), flush=True)
         time.sleep(6.0)  # speakers of this round leave the stage's active count before the next
+
+    for count in room_counts:
+        round_of(count, count)
+    if replay is not None:
+        command, env = replay
+        with repeating([*command, "--room", recorded[0]], env) as codes:
+            for count in room_counts:
+                round_of(count, f"{count} + replay")
+        print(f"replays beside them: {len(codes)} runs, {sum(c != 0 for c in codes)} failed", flush=True)
     baseline = rows[0]["final_p90_s"] if rows and rows[0]["rooms"] == 1 else None
     capacity = None
     if isinstance(baseline, float):
-        fits = [r["rooms"] for r in rows if r["finals_missing"] == 0 and r["refused"] == 0
-                and isinstance(r["final_p90_s"], float) and r["final_p90_s"] <= CAPACITY_FACTOR * baseline]  # fmt: skip
-        capacity = max(fits, default=None)  # type: ignore[type-var]
+        fits = [r["rooms"] for r in rows if isinstance(r["rooms"], int) and r["finals_missing"] == 0
+                and r["refused"] == 0 and isinstance(r["final_p90_s"], float)
+                and r["final_p90_s"] <= CAPACITY_FACTOR * baseline]  # fmt: skip
+        capacity = max(fits, default=None)
     print(f"capacity: {capacity} rooms (final caption p90 within {CAPACITY_FACTOR}x of one room, nothing missing)")
     summary = {"bench": "load", "speak": speak, "listen": listen, "utterances_per_room": len(speech),
                "rows": rows, "capacity_rooms": capacity}  # fmt: skip

@@ -263,12 +263,17 @@ def _bench_load(args: argparse.Namespace) -> None:
     listen = "es" if args.language == "en" else "en"
     rooms = [int(n) for n in args.rooms.split(",")]
     stt_metrics = args.stt_metrics or f"http://127.0.0.1:{_worker_port(settings, 'stt')}/metrics"
+    # Reprocess into a language no bench listener uses, under one id: each run replaces the last.
+    replay_command = [sys.executable, "-m", "streams.cli", "replay", "reprocess", "--languages", "fr", "--id", "bench"]
     if args.url:
         secret = settings.jwt_secret or sys.exit("--url needs DRAGOMAN_JWT_SECRET, the running gateway's secret")
-        bench_load(args.url, secret, stt_metrics, rooms, speech, args.language, listen)
+        replay = (replay_command, dict(os.environ)) if args.during_replay else None
+        bench_load(args.url, secret, stt_metrics, rooms, speech, args.language, listen, replay)
         return
     with running_system(settings) as system:
-        bench_load(system.url, system.secret, stt_metrics, rooms, speech, args.language, listen)
+        env = {**os.environ, "DRAGOMAN_KAFKA_BOOTSTRAP": system.bootstrap}
+        replay = (replay_command, env) if args.during_replay else None
+        bench_load(system.url, system.secret, stt_metrics, rooms, speech, args.language, listen, replay)
 
 
 def _time(text: str) -> float:
@@ -386,6 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--language", default="en", choices=["en", "es"], help="load: the speakers' language")
     bench.add_argument("--url", help="load: a running gateway (default: start the whole system)")
     bench.add_argument("--stt-metrics", help="load: the stt worker's /metrics (for its CPU time)")
+    bench.add_argument(
+        "--during-replay", action="store_true", help="load: run every N again while a replay reprocesses a meeting"
+    )
     bench.add_argument("--utterances", type=int, default=None, help="pipeline: utterances (30); load: per room (8)")
     bench.add_argument("--prompts", type=int, default=10, help="engines: recorded prompts per language")
     bench.set_defaults(func=cmd_bench)
