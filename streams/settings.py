@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     )
 
     # --- observability --------------------------------------------------------
+    worker_web_host: str = Field(
+        "127.0.0.1",
+        description="Address the workers' web servers (/metrics, /ready) bind: 0.0.0.0 where a Prometheus in "
+        "another container scrapes them (infra/compose.yaml).",
+    )
     worker_web_port: int = Field(
         6066,
         description="First worker's Faust web port (/metrics); stt, translate, tts, transcribe take it, +1, +2, +3.",
