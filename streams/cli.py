@@ -12,6 +12,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     import faust
 
     from agents import stt, transcribe, translate, tts
+    from streams import metrics
     from streams.app import StageApp
 
     app = StageApp(args.stage, settings, bootstrap, web_port=_worker_port(settings, args.stage))
@@ -110,7 +112,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
         "tts": tts.register,
         "transcribe": transcribe.register,
     }
+    started = time.perf_counter()
     stages[args.stage](app)
+    metrics.MODEL_LOAD.labels(args.stage).set(time.perf_counter() - started)
     faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
 
 

@@ -66,6 +66,9 @@ STAGE_BACKLOG = Gauge(
 STAGE_BUSY = Gauge(
     "dragoman_stage_busy_ratio", "Share of the last second a worker's inference thread worked.", ["stage"]
 )
+MODEL_LOAD = Gauge(
+    "dragoman_model_load_seconds", "How long this worker took to load and warm up its models.", ["stage"]
+)
 RETRIES = Counter("dragoman_retries_total", "Transform attempts that failed and were retried.", ["stage"])
 DEAD_LETTERS = Counter("dragoman_dead_letters_total", "Messages sent to pipeline.dlq.", ["stage"])
 PROCESSED = Counter("dragoman_processed_total", "Messages a stage consumed.", ["stage"])

@@ -1,0 +1,77 @@
+"""The Grafana dashboard, as code (grafanalib). It writes infra/grafana/dashboards/dragoman.json:
+
+    .venv/bin/python infra/dashboard.py
+
+`infra/dev check` fails when the committed JSON is not what this makes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from grafanalib._gen import DashboardEncoder
+from grafanalib.core import Dashboard, GridPos, Target, Time, TimeSeries
+
+OUTPUT = Path(__file__).parent / "grafana" / "dashboards" / "dragoman.json"
+
+
+def p90(histogram: str, by: str) -> str:
+    return f"histogram_quantile(0.9, sum by (le, {by}) (rate({histogram}_bucket[1m])))"
+
+
+# (title, unit, [(expr, legend)]): what an SRE of this pipeline looks at, most urgent first.
+PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
+    ("End of speech → delivery (p90)", "s", [(p90("dragoman_end_to_end_seconds", "path"), "{{path}}")]),
+    ("Utterances announced as dropped /s", "ops",
+     [("sum by (stage, reason) (rate(dragoman_utterances_dropped_total[1m]))", "{{stage}} {{reason}}")]),
+    ("Messages consumed /s per stage", "ops", [("sum by (stage) (rate(dragoman_processed_total[1m]))", "{{stage}}")]),
+    ("Consume lag (p90, seconds behind the producer)", "s",
+     [(p90("dragoman_consume_lag_seconds", "stage"), "{{stage}}")]),
+    ("Backlog behind real time per stage", "s", [("max by (stage) (dragoman_stage_backlog_seconds)", "{{stage}}")]),
+    ("Inference busy share per stage", "percentunit", [("max by (stage) (dragoman_stage_busy_ratio)", "{{stage}}")]),
+    ("Speakers admitted and refused /min", "short",
+     [("sum by (result) (rate(dragoman_admissions_total[5m])) * 60", "{{result}}")]),
+    ("Stage processing (p90)", "s", [(p90("dragoman_stage_processing_seconds", "stage"), "{{stage}}")]),
+    ("Model compute per message (p90)", "s", [(p90("dragoman_stage_compute_seconds", "stage"), "{{stage}}")]),
+    ("Stage queueing (p90)", "s", [(p90("dragoman_stage_queueing_seconds", "stage"), "{{stage}}")]),
+    ("Dropped frames and messages /s", "ops",
+     [("sum by (stage, reason) (rate(dragoman_dropped_total[1m]))", "{{stage}} {{reason}}")]),
+    ("Retries and dead letters (5 min)", "short",
+     [("sum by (stage) (increase(dragoman_retries_total[5m]))", "retries {{stage}}"),
+      ("sum by (stage) (increase(dragoman_dead_letters_total[5m]))", "dead letters {{stage}}")]),
+    ("Open sockets", "short", [("sum by (endpoint) (dragoman_connections)", "{{endpoint}}")]),
+    ("Process memory (resident)", "bytes", [("process_resident_memory_bytes", "{{job}} {{instance}}")]),
+    ("Model load and warm-up per worker", "s", [("max by (stage) (dragoman_model_load_seconds)", "{{stage}}")]),
+    ("Scrape targets up", "short", [("up", "{{job}} {{instance}}")]),
+]  # fmt: skip
+
+
+def dashboard() -> Dashboard:
+    panels = [
+        TimeSeries(
+            title=title,
+            unit=unit,
+            targets=[
+                Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + i))
+                for i, (expr, legend) in enumerate(targets)
+            ],
+            gridPos=GridPos(h=8, w=12, x=12 * (n % 2), y=8 * (n // 2)),
+        )
+        for n, (title, unit, targets) in enumerate(PANELS)
+    ]
+    return Dashboard(title="Dragoman", uid="dragoman", panels=panels, time=Time("now-1h", "now")).auto_panel_ids()
+
+
+def render() -> str:
+    return json.dumps(dashboard().to_json_data(), cls=DashboardEncoder, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:
+        if OUTPUT.read_text() != render():
+            sys.exit(f"{OUTPUT} is not what infra/dashboard.py makes: run it")
+        print(f"{OUTPUT.name}: as infra/dashboard.py makes it ({len(PANELS)} panels)")
+    else:
+        OUTPUT.write_text(render())
