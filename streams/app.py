@@ -98,6 +98,7 @@ class StageApp(faust.App):
             producer_linger=0.0,
             stream_wait_empty=False,
             web_enabled=True,
+            web_bind=settings.worker_web_host,
             web_host=settings.worker_web_host,
             web_port=web_port,
         )

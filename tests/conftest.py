@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,13 +36,28 @@ class Meeting:
     log: Path
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports, below Linux's ephemeral range (32768+) so that no
+    client socket takes one of them between this check and the workers' bind."""
+    for base in random.sample(range(20_000, 32_000 - count), 200):
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 @contextlib.contextmanager
 def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
     """``dragoman up`` on free ports with ``settings`` (DRAGOMAN_* variables), until it is ready."""
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / log_name
     secret = "test-secret-" + os.urandom(16).hex()
-    port, worker_port = free_port(), free_port()
+    port, worker_port = free_port(), free_ports(4)
     env = {
         **os.environ,
         "DRAGOMAN_PORT": str(port),

@@ -12,7 +12,7 @@ import pytest
 
 from streams.broker import free_port
 from streams.supervisor import Supervisor
-from tests.conftest import Meeting
+from tests.conftest import Meeting, free_ports
 from tests.speech import prompt_pcm, silence
 from tests.test_meeting import Received, collect, stream_speech, wait_until
 from web.auth import mint
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def second_gateway_and_workers(meeting: Meeting) -> Iterator[tuple[str, Supervisor]]:
-    port, worker_port = free_port(), free_port()
+    port, worker_port = free_port(), free_ports(3)
     supervisor = Supervisor(
         {
             "DRAGOMAN_KAFKA_BOOTSTRAP": meeting.broker,
