@@ -47,6 +47,15 @@ def _die_with_parent() -> None:
 async def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
     """Return once the broker answers a metadata request."""
     deadline = time.monotonic() + timeout_s
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    while True:  # the port first: aiokafka logs every refused connection as an error
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
     while True:
         client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
         try:

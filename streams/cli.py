@@ -102,7 +102,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     import faust
 
     from agents import stt, transcribe, translate, tts
-    from streams import metrics
+    from streams import logs, metrics
     from streams.app import StageApp
 
     app = StageApp(args.stage, settings, bootstrap, web_port=_worker_port(settings, args.stage))
@@ -115,13 +115,16 @@ def cmd_worker(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     stages[args.stage](app)
     metrics.MODEL_LOAD.labels(args.stage).set(time.perf_counter() - started)
-    faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, logging_config=logs.config(settings.log_format))
+    if not sys.stdout.isatty():
+        worker.spinner = None  # its cursor codes would land in up's console and in log files
+    worker.execute_from_commandline()
 
 
 def cmd_gateway(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from web.gateway import create_app
+    from web.app import create_app
 
     settings = get_settings()
     if not settings.jwt_secret:
@@ -209,8 +212,8 @@ def running_system(settings: Settings) -> Iterator[System]:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    from web.app import translation_warning
     from web.auth import mint
-    from web.gateway import translation_warning
 
     settings = get_settings()
     with running_system(settings) as system:
@@ -425,7 +428,9 @@ def main(argv: list[str] | None = None) -> None:
     dead.set_defaults(func=cmd_dlq)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from streams import logs
+
+    logs.setup(get_settings().log_format)
     args.func(args)
 
 

@@ -66,6 +66,16 @@ STAGE_BACKLOG = Gauge(
 STAGE_BUSY = Gauge(
     "dragoman_stage_busy_ratio", "Share of the last second a worker's inference thread worked.", ["stage"]
 )
+CONSUMER_LAG_MESSAGES = Gauge(
+    "dragoman_consumer_lag_messages",
+    "Messages past a consumer group's committed offset (end − committed), per partition.",
+    ["group", "topic", "partition"],
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "dragoman_consumer_lag_seconds",
+    "Age of the oldest message a consumer group has not committed (0 when none waits), per partition.",
+    ["group", "topic", "partition"],
+)
 MODEL_LOAD = Gauge(
     "dragoman_model_load_seconds", "How long this worker took to load and warm up its models.", ["stage"]
 )

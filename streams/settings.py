@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,6 +105,9 @@ class Settings(BaseSettings):
     )
 
     # --- observability --------------------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`text`, or `json`: one JSON object per log line (time, logger, level, message)."
+    )
     worker_web_host: str = Field(
         "127.0.0.1",
         description="Address the workers' web servers (/metrics, /ready) bind: 0.0.0.0 where a Prometheus in "

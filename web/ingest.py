@@ -1,16 +1,25 @@
-"""Client audio → ``audio.raw`` messages.
+"""Ingest: what clients send, as records on the pipeline's topics.
 
 Clients send 10 ms to 1 s of PCM per frame; the pipeline moves about 100 ms
 per message (``Settings.frame_group_ms``) because Faust's throughput is a few
 hundred messages per second per core, and 20 ms frames would be 50 per speaker.
+:class:`Ingest` owns the gateway's one producer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
-from schemas import SAMPLE_RATE, AudioFrame
+from aiokafka import AIOKafkaProducer
+
+from schemas import SAMPLE_RATE, AudioFrame, Envelope, encode
+from streams.topics import BY_RECORD
+
+log = logging.getLogger(__name__)
 
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 MAX_FRAME_BYTES = 32_000
@@ -82,3 +91,44 @@ class FrameGrouper:
         self._next_sequence += 1
         self._buffer.clear()
         return frame
+
+
+class Ingest:
+    """The gateway's producer: records go to their topics without waiting for delivery."""
+
+    def __init__(self, bootstrap: str, max_in_flight: int) -> None:
+        self._bootstrap = bootstrap
+        self._max_in_flight = max_in_flight
+        self._producer: AIOKafkaProducer | None = None
+        self._in_flight = 0
+
+    @property
+    def running(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=0, enable_idempotence=False)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    def overloaded(self) -> bool:
+        """Too many records still on their way to the broker: new audio is refused."""
+        return self._in_flight >= self._max_in_flight
+
+    async def produce(self, *records: Envelope) -> None:
+        """Send without waiting for delivery; the in-flight count is what overload is judged by."""
+        assert self._producer is not None, "ingest is not started"
+        for record in records:
+            topic = BY_RECORD[type(record)].name
+            delivery = await self._producer.send(topic, key=record.key.encode(), value=encode(record))
+            self._in_flight += 1
+            delivery.add_done_callback(self._delivered)
+
+    def _delivered(self, delivery: asyncio.Future[Any]) -> None:
+        self._in_flight -= 1
+        if not delivery.cancelled() and delivery.exception() is not None:
+            log.error("produce failed: %r", delivery.exception())

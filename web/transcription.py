@@ -9,25 +9,23 @@ from its start, so the same file again is answered at once, after restarts too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import json
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import soundfile
 import soxr
 from aiohttp import web
 
-from schemas import SAMPLE_RATE, TranscriptionRequest, TranscriptionStatus, TranscriptionUpdate
+from schemas import SAMPLE_RATE, TranscriptionRequest, TranscriptionStatus
 from streams.languages import SUPPORTED_LANGUAGES
 from web import auth
-
-if TYPE_CHECKING:
-    from web.gateway import Gateway
+from web.gateway import GATEWAY, Gateway
+from web.transcripts import result
 
 
 class BadAudio(ValueError):
@@ -66,39 +64,6 @@ def pieces(transcription_id: str, language: str | None, pcm: np.ndarray[Any, Any
     ]
 
 
-def result(update: TranscriptionUpdate) -> dict[str, Any]:
-    segments = [s.model_dump() for s in update.segments]
-    return {"id": update.transcription_id, "language": update.language, "segments": segments, "text": update.text}
-
-
-class Transcriptions:
-    """The gateway's side: finished transcripts, and the requests waiting for updates."""
-
-    def __init__(self) -> None:
-        self.done: dict[str, TranscriptionUpdate] = {}
-        self.running = 0
-        self._waiting: dict[str, set[asyncio.Queue[TranscriptionUpdate]]] = {}
-
-    def on_update(self, update: TranscriptionUpdate) -> None:
-        if update.status is TranscriptionStatus.DONE:
-            self.done[update.transcription_id] = update
-        for queue in self._waiting.get(update.transcription_id, ()):
-            queue.put_nowait(update)
-
-    @contextlib.contextmanager
-    def waiting(self, transcription_id: str) -> Any:
-        queue: asyncio.Queue[TranscriptionUpdate] = asyncio.Queue()
-        self._waiting.setdefault(transcription_id, set()).add(queue)
-        self.running += 1
-        try:
-            yield queue
-        finally:
-            self.running -= 1
-            self._waiting[transcription_id].discard(queue)
-            if not self._waiting[transcription_id]:
-                del self._waiting[transcription_id]
-
-
 def _authorize(gateway: Gateway, request: web.Request) -> None:
     try:
         auth.verify(gateway.jwt_secret, auth.request_token(request.headers, request.query), room_id=None)
@@ -117,8 +82,6 @@ async def _body(request: web.Request) -> bytes:
 
 
 async def post_transcription(request: web.Request) -> web.StreamResponse:
-    from web.gateway import GATEWAY
-
     gateway = request.app[GATEWAY]
     _authorize(gateway, request)
     language = request.query.get("language")
@@ -147,7 +110,7 @@ async def post_transcription(request: web.Request) -> web.StreamResponse:
             await send("error", {"code": "bad_audio", "detail": str(exc)})
             return events
         try:
-            await gateway.produce(*pieces(transcription_id, language, pcm))
+            await gateway.ingest.produce(*pieces(transcription_id, language, pcm))
             deadline = time.monotonic() + settings.transcription_timeout_s
             while time.monotonic() < deadline:
                 try:
@@ -176,8 +139,6 @@ async def post_transcription(request: web.Request) -> web.StreamResponse:
 
 
 async def get_transcription(request: web.Request) -> web.Response:
-    from web.gateway import GATEWAY
-
     gateway = request.app[GATEWAY]
     _authorize(gateway, request)
     update = gateway.transcriptions.done.get(request.match_info["id"])

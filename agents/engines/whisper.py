@@ -52,6 +52,12 @@ class WhisperRecognizer:
 
     def __init__(self, multilingual_dir: Path, english_dir: Path | None, device: str, compute_type: str) -> None:
         import whisperx
+        from whisperx.log_utils import setup_logging
+
+        from streams.logs import adopt_lightning
+
+        setup_logging(level="warning")  # else an INFO line per pipeline call, on its own handler
+        adopt_lightning()  # else a checkpoint-upgrade notice per model load
 
         self.name = f"whisperx:{multilingual_dir.name}" + (f"+{english_dir.name}" if english_dir else "")
         device = pick_device(device)

@@ -1,0 +1,112 @@
+"""The gateway's aiohttp app: the factory that wires every route to one :class:`Gateway`, and the
+plain HTTP endpoints (health, readiness, metrics, token minting, the demo page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams import lag
+from streams.model_paths import ModelPaths, is_test_model
+from streams.settings import Settings
+from web import auth
+from web.gateway import GATEWAY, Gateway
+from web.sockets import audio_socket, captions_socket, signaling_socket
+from web.transcription import get_transcription, post_transcription
+
+STATIC = Path(__file__).parent / "static"
+LAG_EVERY_S = 10.0
+
+
+def translation_warning(settings: Settings) -> str | None:
+    """Said plainly wherever the system reports on itself, while NLLB is the random test model."""
+    if not is_test_model(ModelPaths(settings.models_dir).nllb(settings.nllb_model)):
+        return None
+    return (
+        f"NLLB model {settings.nllb_model!r} is a test model with random weights: its translations are nonsense "
+        "(pairs Apertium covers, such as en-es, are translated by Apertium when it is installed)"
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 only when this gateway can serve a meeting end to end: its Kafka clients run and every stage
+    owns every partition with warm models (from the workers' ``pipeline.load`` reports). `up` and load
+    balancers wait for it; ``/healthz`` says only that the process is up."""
+    gateway = request.app[GATEWAY]
+    stages = gateway.load.readiness(time.time())
+    ready = gateway.ingest.running and gateway.egress.running and all(stages.values())
+    body = {"ready": ready, "egress": gateway.egress.running, "stages": stages}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    healthy = gateway.ingest.running and gateway.egress.running
+    body: dict[str, object] = {
+        "status": "ok" if healthy else "degraded",
+        "egress": gateway.egress.running,
+        "bootstrap": gateway.bootstrap,
+    }
+    if warning := translation_warning(gateway.settings):
+        body["warnings"] = [warning]
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def mint_token(request: web.Request) -> web.Response:
+    """A host (a token for room ``*``) mints a participant's token: the demo page's join form uses it."""
+    gateway = request.app[GATEWAY]
+    try:  # verified for room "*": only a host token passes
+        auth.verify(gateway.jwt_secret, auth.request_token(request.headers, request.query), "*")
+    except auth.Unauthorized as exc:
+        return web.json_response({"detail": f"unauthorized: {exc}"}, status=401)
+    try:
+        body = await request.json()
+        user, room = str(body["user"]).strip(), str(body["room"]).strip()
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"detail": "send JSON {user, room}"}, status=400)
+    if not user or not room:
+        return web.json_response({"detail": "user and room must not be empty"}, status=400)
+    return web.json_response({"token": auth.mint(gateway.jwt_secret, room, user, name=user)})
+
+
+async def demo_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Application:
+    app = web.Application(client_max_size=int(settings.max_upload_mb * 1024 * 1024))
+    gateway = Gateway(settings, bootstrap, jwt_secret)
+    app[GATEWAY] = gateway
+    app.on_startup.append(gateway.start)
+    app.on_cleanup.append(gateway.stop)
+    app.cleanup_ctx.append(_export_consumer_lag)
+    app.router.add_get("/ws/audio/{room}", audio_socket)
+    app.router.add_get("/ws/captions/{room}", captions_socket)
+    app.router.add_get("/ws/signaling/{room}", signaling_socket)
+    app.router.add_get("/", demo_page)
+    app.router.add_static("/static/", STATIC)
+    app.router.add_post("/v1/tokens", mint_token)
+    app.router.add_post("/v1/transcriptions", post_transcription)
+    app.router.add_get("/v1/transcriptions/{id}", get_transcription)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", prometheus)
+    return app
+
+
+async def _export_consumer_lag(app: web.Application) -> AsyncIterator[None]:
+    """Every stage group's lag per partition on this gateway's /metrics (see streams.lag)."""
+    task = asyncio.create_task(lag.export_forever(app[GATEWAY].bootstrap, LAG_EVERY_S))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,292 @@
+"""The gateway's WebSockets (PROTOCOL.md): ``/ws/audio``, ``/ws/captions`` and ``/ws/signaling``.
+
+Each handler authenticates, registers its connection with the router (whose outbox the egress
+fills), and turns what the client sends into records for ingest: audio grouped into
+``audio.raw`` messages, joins, leaves and language changes on ``room.events``, signals on
+``signaling``. Every endpoint answers ``ping``, and refuses what it cannot read, and commands or
+audio beyond a fair share, with a clear error while the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from aiolimiter import AsyncLimiter
+
+from schemas import SAMPLE_RATE, RoomEvent, RoomEventKind, Signal, SignalKind
+from streams import metrics
+from streams.languages import SUPPORTED_LANGUAGES
+from web import auth
+from web.gateway import GATEWAY, Gateway
+from web.ingest import BYTES_PER_SECOND, MAX_FRAME_BYTES, BadFrame, FrameGrouper
+from web.routing import Connection, Outbox, error_message
+
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_POLICY = 1008
+SPEAKER_REFUSED = (
+    "the service is at capacity: your speech is not being transcribed; it is admitted again as soon as there is room"
+)
+
+
+async def _open(request: web.Request) -> tuple[web.WebSocketResponse, auth.Claims | None]:
+    """Accept the socket, then authenticate; a bad token is closed with 4001 before any room message."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
+    await ws.prepare(request)
+    gateway = request.app[GATEWAY]
+    try:
+        claims = auth.verify(gateway.jwt_secret, request.query.get("token"), request.match_info["room"])
+    except auth.Unauthorized as exc:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=f"unauthorized: {exc}".encode()[:120])
+        return ws, None
+    return ws, claims
+
+
+async def _refuse_language(ws: web.WebSocketResponse, *codes: str | None) -> bool:
+    bad = [code for code in codes if code is not None and code not in SUPPORTED_LANGUAGES]
+    if bad:
+        await ws.send_str(error_message("unsupported_language", f"unsupported language code {bad[0]!r}"))
+        await ws.close(code=CLOSE_POLICY, message=b"unsupported_language")
+    return bool(bad)
+
+
+async def _pump(ws: web.WebSocketResponse, outbox: Outbox) -> None:
+    """Send a connection's outbox in order until the socket closes."""
+    while not ws.closed:
+        item = await outbox.get()
+        if isinstance(item, bytes):
+            await ws.send_bytes(item)
+        else:
+            await ws.send_str(item)
+
+
+CommandHandler = Callable[[dict[str, Any]], Awaitable[bool]]
+"""Handles one client JSON command; False when its ``type`` is not one this endpoint knows."""
+
+
+def parse_command(data: str) -> dict[str, Any] | None:
+    """A client text frame as a command object, or None when it is not a JSON object with a string type."""
+    try:
+        command = json.loads(data)
+    except ValueError:
+        return None
+    return command if isinstance(command, dict) and isinstance(command.get("type"), str) else None
+
+
+class Throttle:
+    """A connection's fair share: a leaky bucket, and one ``rate_limited`` error per episode of excess."""
+
+    def __init__(self, rate_per_s: float, burst_s: float, what: str) -> None:
+        self._bucket = AsyncLimiter(rate_per_s * burst_s, burst_s)
+        self._what = what
+        self._told = False
+
+    async def allows(self, ws: web.WebSocketResponse, amount: float = 1) -> bool:
+        if self._bucket.has_capacity(amount):
+            await self._bucket.acquire(amount)  # returns at once: there is capacity
+            self._told = False
+            return True
+        metrics.DROPPED.labels("gateway", "rate_limited").inc()
+        if not self._told:
+            self._told = True
+            await ws.send_str(error_message("rate_limited", f"{self._what}: refused until you slow down"))
+        return False
+
+
+async def _serve(
+    ws: web.WebSocketResponse,
+    connection: Connection,
+    gateway: Gateway,
+    endpoint: str,
+    on_command: CommandHandler,
+    on_binary: Callable[[bytes], Awaitable[None]] | None = None,
+) -> None:
+    """Register ``connection`` with the router and serve its client until the socket closes.
+
+    Every endpoint answers ``ping``, refuses what it cannot read with ``bad_request`` and
+    commands beyond ``commands_per_s`` with ``rate_limited``, leaving the connection open.
+    (Base64 ``audio`` commands are audio: the audio socket's own throttle counts them.)
+    """
+    rate = gateway.settings.commands_per_s
+    commands = Throttle(rate, 1.0, f"more than {rate:g} commands a second")
+    for first in gateway.router.add(connection):
+        connection.outbox.put(first)
+    metrics.CONNECTIONS.labels(endpoint).inc()
+    pump = asyncio.create_task(_pump(ws, connection.outbox))
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                if on_binary is None:
+                    await ws.send_str(error_message("bad_request", f"/ws/{endpoint} takes no binary frames"))
+                else:
+                    await on_binary(message.data)
+            elif message.type == WSMsgType.TEXT:
+                command = parse_command(message.data)
+                if (command is None or command["type"] != "audio") and not await commands.allows(ws):
+                    continue
+                if command is None:
+                    await ws.send_str(error_message("bad_request", "text frames must be JSON objects with a 'type'"))
+                elif command["type"] == "ping":
+                    await ws.send_json({"type": "pong"})
+                elif not await on_command(command):
+                    await ws.send_str(error_message("bad_request", f"unknown message type {command['type']!r}"))
+    finally:
+        pump.cancel()
+        gateway.router.remove(connection)
+        metrics.CONNECTIONS.labels(endpoint).dec()
+
+
+def _room_event(kind: RoomEventKind, connection: Connection, name: str, speak: str | None) -> RoomEvent:
+    return RoomEvent(
+        room_id=connection.room_id,
+        kind=kind,
+        session_id=connection.session_id,
+        user_id=connection.user_id,
+        name=name,
+        speak=speak,
+        listen=connection.language or "",
+        at=time.time(),
+    )
+
+
+async def audio_socket(request: web.Request) -> web.WebSocketResponse:
+    ws, claims = await _open(request)
+    if claims is None:
+        return ws
+    gateway = request.app[GATEWAY]
+    room_id = request.match_info["room"]
+    speak = request.query.get("speak", "en")
+    listen = request.query.get("listen", speak)
+    if await _refuse_language(ws, speak, listen):
+        return ws
+    session_id = uuid.uuid4().hex
+    connection = gateway.connection("audio", room_id, claims.user_id, listen, session_id)
+    grouper = FrameGrouper(room_id, session_id, claims.user_id, gateway.settings.frame_group_ms)
+    await ws.send_json(
+        {
+            "type": "session",
+            "session_id": session_id,
+            "room_id": room_id,
+            "user_id": claims.user_id,
+            "speak": speak,
+            "listen": listen,
+            "sample_rate": SAMPLE_RATE,
+        }
+    )
+    await gateway.ingest.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, speak))
+    burst_s = gateway.settings.audio_burst_s
+    audio_rate = Throttle(BYTES_PER_SECOND, burst_s, f"audio more than {burst_s:g} s ahead of real time")
+    admitted = refused = False
+
+    async def send_audio(pcm: bytes) -> None:
+        nonlocal admitted, refused
+        if not await audio_rate.allows(ws, len(pcm)):
+            return
+        if not admitted:  # a new speaker: is there room for one more?
+            admitted = gateway.admission.admit(time.time())
+            if not admitted:
+                metrics.DROPPED.labels("gateway", "not_admitted").inc()
+                if not refused:
+                    refused = True
+                    metrics.ADMISSIONS.labels("refused").inc()
+                    await ws.send_str(error_message("overloaded", SPEAKER_REFUSED))
+                return
+            metrics.ADMISSIONS.labels("admitted").inc()
+        try:
+            frames = grouper.push(pcm, speak)
+        except BadFrame as exc:
+            await ws.send_str(error_message("bad_frame", str(exc)))
+            return
+        if frames and gateway.ingest.overloaded():
+            metrics.DROPPED.labels("gateway", "overloaded").inc(len(frames))
+            await ws.send_str(error_message("overloaded", "the server is shedding load: audio was dropped"))
+            return
+        await gateway.ingest.produce(*frames)
+
+    async def on_command(command: dict[str, Any]) -> bool:
+        nonlocal speak, listen
+        kind = command["type"]
+        if kind == "flush":
+            await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=True))
+        elif kind == "audio":
+            try:
+                pcm = base64.b64decode(str(command.get("pcm_b64", "")), validate=True)
+            except (binascii.Error, ValueError):
+                await ws.send_str(error_message("bad_frame", "pcm_b64 is not valid base64"))
+                return True
+            await send_audio(pcm)
+        elif kind == "languages":
+            new_speak, new_listen = command.get("speak", speak), command.get("listen", listen)
+            if not all(isinstance(c, str) and c in SUPPORTED_LANGUAGES for c in (new_speak, new_listen)):
+                await ws.send_str(error_message("unsupported_language", f"unsupported: {new_speak!r}/{new_listen!r}"))
+                return True
+            await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=False))
+            speak, listen = new_speak, new_listen
+            connection.language = listen
+            await gateway.ingest.produce(_room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak))
+        else:
+            return False
+        return True
+
+    try:
+        await _serve(ws, connection, gateway, "audio", on_command, on_binary=send_audio)
+    finally:
+        await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=True))
+        await gateway.ingest.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, speak))
+    return ws
+
+
+async def captions_socket(request: web.Request) -> web.WebSocketResponse:
+    ws, claims = await _open(request)
+    if claims is None:
+        return ws
+    gateway = request.app[GATEWAY]
+    language = request.query.get("language")
+    if await _refuse_language(ws, language):
+        return ws
+    connection = gateway.connection("captions", request.match_info["room"], claims.user_id, language)
+    # A viewer asking for a language is a listener of it: the room translates into it.
+    if language:
+        await gateway.ingest.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, None))
+
+    async def no_commands(command: dict[str, Any]) -> bool:
+        return False
+
+    try:
+        await _serve(ws, connection, gateway, "captions", no_commands)
+    finally:
+        if language:
+            await gateway.ingest.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, None))
+    return ws
+
+
+async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
+    ws, claims = await _open(request)
+    if claims is None:
+        return ws
+    gateway = request.app[GATEWAY]
+    room_id = request.match_info["room"]
+    connection = gateway.connection("signaling", room_id, claims.user_id, None)
+
+    async def relay(command: dict[str, Any]) -> bool:
+        if command["type"] not in {kind.value for kind in SignalKind}:
+            return False
+        to, payload = command.get("to"), command.get("payload", {})
+        if not isinstance(to, str) or not isinstance(payload, dict):
+            await ws.send_str(error_message("bad_request", "signaling needs 'to' (a user id) and an object 'payload'"))
+            return True
+        kind = SignalKind(command["type"])
+        await gateway.ingest.produce(
+            Signal(room_id=room_id, kind=kind, from_user=claims.user_id, to_user=to, payload=payload)
+        )
+        return True
+
+    await _serve(ws, connection, gateway, "signaling", relay)
+    return ws
