@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -38,6 +38,7 @@ from streams.stage import Dropped, StageTransform
 from streams.topics import BY_RECORD, DLQ, PIPELINE_LOAD, ROOM_EVENTS, TopicSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRY_DELAYS_S = (0.2, 1.0)
 """Backoff before the 2nd and 3rd attempt; after the last, the message goes to pipeline.dlq."""
@@ -223,11 +224,12 @@ class StageApp(faust.App):
             if self._busy:  # messages are flowing; a quiet stream can wait for the next tick
                 return
             now = time.time()
-            started = time.perf_counter()
-            closed = await asyncio.get_running_loop().run_in_executor(self.executor, transform.expire, now)
-            self.load.worked(time.perf_counter() - started)
+            closed, compute_s = await asyncio.get_running_loop().run_in_executor(
+                self.executor, _timed, transform.expire, now
+            )
+            self.load.worked(compute_s)
             for record in closed:
-                await send(record, now, time.perf_counter() - started)
+                await send(record, now, compute_s)
             for key in [k for k in held if not transform.is_open(k)]:
                 release(key)
 
@@ -244,9 +246,7 @@ class StageApp(faust.App):
         self._busy = True
         try:
             while True:
-                started = time.perf_counter()
-                output = await loop.run_in_executor(self.executor, next, outputs, None)
-                compute_s = time.perf_counter() - started
+                output, compute_s = await loop.run_in_executor(self.executor, _timed, next, outputs, None)
                 self.load.worked(compute_s)
                 if output is None:
                     return
@@ -297,3 +297,11 @@ class StageApp(faust.App):
             "%s: dead-lettered %s[%d]@%d: %s", self.stage, letter.topic, letter.partition, letter.offset, letter.error
         )
         await self._dlq.send(key=letter.letter_id.encode(), value=encode(letter))
+
+
+def _timed(work: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """``work(*args)`` and the seconds it took, timed in the thread that runs it: model time, not the
+    time spent waiting for the executor."""
+    started = time.perf_counter()
+    result = work(*args)
+    return result, time.perf_counter() - started

@@ -115,6 +115,11 @@ class EmbeddedBroker:
         await wait_for_broker(self.bootstrap)
         await ensure_topics(self.bootstrap, partitions)
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the broker is not started"
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process is None:
             return

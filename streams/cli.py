@@ -27,6 +27,9 @@ from streams.settings import Settings, get_settings
 from streams.topics import STAGE_SOURCES
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from streams.broker import EmbeddedBroker
     from streams.supervisor import Supervisor
 
 STAGES = tuple(STAGE_SOURCES)
@@ -174,6 +177,17 @@ class System:
     supervisor: Supervisor
 
 
+def _serve_supervisor_metrics(settings: Settings, broker: EmbeddedBroker | None) -> WSGIServer:
+    """``up``'s own /metrics, on the port after the workers': restarts of its children, and the
+    embedded broker's memory (``dragoman_broker_process_*``; it only grows, see README)."""
+    from prometheus_client import REGISTRY, ProcessCollector, start_http_server
+
+    if broker is not None:
+        ProcessCollector(namespace="dragoman_broker", pid=lambda: broker.pid, registry=REGISTRY)
+    server, _thread = start_http_server(settings.worker_web_port + len(STAGES), addr=settings.worker_web_host)
+    return server
+
+
 @contextlib.contextmanager
 def running_system(settings: Settings) -> Iterator[System]:
     """Models prepared, broker (unless external), three workers and a gateway, all ready; stopped on exit."""
@@ -195,6 +209,7 @@ def running_system(settings: Settings) -> Iterator[System]:
         asyncio.run(ensure_topics(bootstrap, settings.partitions))
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
     supervisor = Supervisor({"DRAGOMAN_KAFKA_BOOTSTRAP": bootstrap, "DRAGOMAN_JWT_SECRET": secret})
+    metrics_server = _serve_supervisor_metrics(settings, broker)
     try:
         for stage in STAGES:
             supervisor.spawn(stage, ["worker", "--stage", stage])
@@ -207,6 +222,7 @@ def running_system(settings: Settings) -> Iterator[System]:
         yield System(url, bootstrap, secret, supervisor)
     finally:
         supervisor.stop()
+        metrics_server.shutdown()
         if broker:
             broker.stop()
 

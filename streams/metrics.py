@@ -83,6 +83,11 @@ RETRIES = Counter("dragoman_retries_total", "Transform attempts that failed and 
 DEAD_LETTERS = Counter("dragoman_dead_letters_total", "Messages sent to pipeline.dlq.", ["stage"])
 PROCESSED = Counter("dragoman_processed_total", "Messages a stage consumed.", ["stage"])
 CONNECTIONS = Gauge("dragoman_connections", "Open client WebSockets on this gateway.", ["endpoint"])
+ACTIVE_ROOMS = Gauge("dragoman_active_rooms", "Rooms with at least one socket open on this gateway.")
+ACTIVE_SPEAKERS = Gauge(
+    "dragoman_active_speakers", "Speakers whose audio the speech stage took in the last few seconds (its reports)."
+)
+RESTARTS = Counter("dragoman_restarts_total", "Children `dragoman up` started again after they died.", ["process"])
 
 
 def observe_last_stage(record: Record) -> None:

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
+from streams import metrics
 from streams.broker import _die_with_parent
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Supervisor:
                 given_up.append((name, code))
                 continue
             log.warning("%s exited with %d: restarting it", name, code)
+            metrics.RESTARTS.labels(name).inc()
             self._restarts[name] = [*recent, now]
             self.spawn(name, self._args[name])
         return given_up

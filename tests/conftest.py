@@ -34,6 +34,8 @@ class Meeting:
     token: str
     secret: str
     log: Path
+    pid: int
+    """The `dragoman up` process: its children are this system's workers and gateway."""
 
 
 def free_ports(count: int) -> int:
@@ -57,7 +59,7 @@ def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / log_name
     secret = "test-secret-" + os.urandom(16).hex()
-    port, worker_port = free_port(), free_ports(4)
+    port, worker_port = free_port(), free_ports(5)  # four workers and up's own /metrics
     env = {
         **os.environ,
         "DRAGOMAN_PORT": str(port),
@@ -82,7 +84,8 @@ def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
             process.kill()
             pytest.fail(f"dragoman up never got ready; see {log_path}")
         url = match["url"].rstrip("/")
-        yield Meeting(url, url.replace("http", "ws", 1), match["broker"], match["token"], secret, log_path)
+        ws_url = url.replace("http", "ws", 1)
+        yield Meeting(url, ws_url, match["broker"], match["token"], secret, log_path, process.pid)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
@@ -101,6 +104,13 @@ def meeting() -> Iterator[Meeting]:
         "DRAGOMAN_STALE_AFTER_S": "40",
     }
     with running_up("up.log", settings) as system:
+        yield system
+
+
+@pytest.fixture(scope="session")
+def production() -> Iterator[Meeting]:
+    """`dragoman up` with every default, as an operator runs it (the stale budget above all)."""
+    with running_up("up-production.log", {}) as system:
         yield system
 
 

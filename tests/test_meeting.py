@@ -135,3 +135,4 @@ async def test_spanish_speaker_is_heard_and_read_in_english(meeting: Meeting, ht
     ):
         found = re.search(re.escape(series) + r" (\S+)", exposition)
         assert found and float(found[1]) > 0, series
+    assert 'dragoman_consumer_lag_messages{group="dragoman-stt",partition=' in exposition

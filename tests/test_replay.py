@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -21,7 +20,7 @@ import pytest
 import webvtt
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from tests.conftest import Meeting, running_up
+from tests.conftest import Meeting
 from tests.speech import PROMPTS, prompt_pcm, silence
 from tests.test_meeting import FRAME_BYTES, Received, collect, wait_until
 from web.auth import mint
@@ -29,15 +28,6 @@ from web.auth import mint
 pytestmark = pytest.mark.integration
 
 SPEAKER_NAME = "Carlos Ruiz"
-
-
-@pytest.fixture(scope="module")
-def fresh() -> Iterator[Meeting]:
-    """`dragoman up` with its defaults, as an operator runs it: the session's system has had workers
-    killed by other tests by now, and a rebalance there can cost a meeting its first seconds of audio
-    (issue #10), which this test would read as subtitles at the wrong time."""
-    with running_up("up-replay.log", {}) as system:
-        yield system
 
 
 def dragoman(meeting: Meeting, *args: str) -> subprocess.CompletedProcess[str]:
@@ -76,9 +66,11 @@ def read_with_librdkafka(broker: str, topic: str, room: str) -> list[tuple[bytes
 
 
 async def test_a_meeting_is_exported_reprocessed_and_read_by_librdkafka(
-    fresh: Meeting, http: aiohttp.ClientSession, tmp_path: Path
+    production: Meeting, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    meeting = fresh
+    # Not the session's `meeting`: other tests kill its workers, and a rebalance there can cost a
+    # meeting its first seconds of audio, which this test would read as subtitles at the wrong time.
+    meeting = production
     room = f"replay-{uuid.uuid4().hex[:8]}"
     prompts = PROMPTS["es"][:3]
 

@@ -6,10 +6,12 @@ transcriptions waiting on results. The handlers (:mod:`web.sockets`, :mod:`web.t
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from aiohttp import web
 
+from streams import metrics
 from streams.settings import Settings
 from streams.topics import STAGE_SOURCES
 from web.admission import Admission, PipelineLoad
@@ -30,6 +32,8 @@ class Gateway:
         self.admission = Admission(self.load, settings.max_speakers, settings.admit_max_backlog_s)
         self.ingest = Ingest(bootstrap, settings.max_ingest_backlog)
         self.egress = Egress(bootstrap, settings.fetch_max_wait_ms, self.router, self.load, self.transcriptions)
+        metrics.ACTIVE_ROOMS.set_function(lambda: self.router.local_rooms)
+        metrics.ACTIVE_SPEAKERS.set_function(lambda: self.load.active_streams("stt", time.time()))
 
     async def start(self, app: web.Application) -> None:
         await self.ingest.start()

@@ -116,6 +116,11 @@ class Router:
         self.rooms: dict[str, RoomState] = {}
         self._recent: dict[str, deque[Transcript]] = {}
 
+    @property
+    def local_rooms(self) -> int:
+        """Rooms with at least one socket on this gateway."""
+        return len(self._connections)
+
     def add(self, connection: Connection) -> list[Outgoing]:
         """Register a socket; returns what it gets first (captions backlog, participant list)."""
         self._connections.setdefault(connection.room_id, set()).add(connection)

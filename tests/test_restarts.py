@@ -1,0 +1,86 @@
+"""A worker killed mid-meeting, with `up`'s defaults: nothing is lost in silence (issue #10).
+
+Two speakers share a room, so their audio shares a partition: one speaker's utterance is held
+open (unacknowledged) while the other's messages are acknowledged around it. The speech worker is
+SIGKILLed in the middle of the long utterance. Every utterance of both speakers must then arrive
+as a final caption or be announced as dropped (the stale budget of the defaults decides which):
+none may vanish. Where the commit goes is checked exactly in tests/test_commits.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aiohttp
+import psutil
+import pytest
+
+from tests.conftest import Meeting
+from tests.speech import prompt_pcm, prompt_transcripts, silence, word_error_rate
+from web.auth import mint
+
+pytestmark = pytest.mark.integration
+
+FRAME = 3_200
+
+
+def worker(system: Meeting, stage: str) -> psutil.Process:
+    for process in psutil.Process(system.pid).children(recursive=True):
+        if process.cmdline()[-3:] == ["worker", "--stage", stage]:
+            return process
+    raise LookupError(f"no {stage} worker")
+
+
+async def test_two_speakers_in_one_partition_lose_nothing_when_stt_is_killed(production: Meeting) -> None:
+    room = f"restart-{uuid.uuid4().hex[:8]}"
+    long_speech = prompt_pcm("en", "agent-alreadyon")  # 5.5 s, said without a pause
+    short_speech = silence(0.4) + prompt_pcm("en", "agent-loggedoff") + silence(1.2)  # 3.1 s a turn
+
+    def url(endpoint: str, user: str, query: str = "") -> str:
+        return f"{production.ws_url}/ws/{endpoint}/{room}?token={mint(production.secret, room, user)}{query}"
+
+    async with aiohttp.ClientSession() as http:
+        captions = await http.ws_connect(url("captions", "viewer"))
+        ana = await http.ws_connect(url("audio", "ana", "&speak=en&listen=en"))
+        ben = await http.ws_connect(url("audio", "ben", "&speak=en&listen=en"))
+        await ana.receive_json()
+        await ben.receive_json()
+
+        async def stream(ws: aiohttp.ClientWebSocketResponse, pcm: bytes) -> None:
+            for start in range(0, len(pcm), FRAME):
+                await ws.send_bytes(pcm[start : start + FRAME])
+                await asyncio.sleep(0.1)
+
+        half = len(long_speech) // 2 // FRAME * FRAME
+        victim = worker(production, "stt")
+
+        async def ana_speaks() -> None:
+            await stream(ana, silence(0.5) + long_speech[:half])
+            victim.kill()  # SIGKILL mid-utterance: no clean shutdown, no last commit
+            await stream(ana, long_speech[half:] + silence(1.5))
+
+        await asyncio.gather(ana_speaks(), stream(ben, short_speech * 3))
+        outcome: dict[str, list[dict[str, object]]] = {"ana": [], "ben": []}
+
+        async def collect() -> None:
+            while len(outcome["ana"]) < 1 or len(outcome["ben"]) < 3:
+                event = await captions.receive_json()
+                if event.get("event") == "dropped" or (event.get("event") == "caption" and event["is_final"]):
+                    outcome[str(event["speaker_id"])].append(event)
+
+        try:
+            await asyncio.wait_for(collect(), timeout=120)
+        finally:
+            await ana.close()
+            await ben.close()
+            await captions.close()
+    assert worker(production, "stt").pid != victim.pid, "the speech worker was not restarted"
+    print({speaker: [(e["event"], e.get("text") or e.get("reason")) for e in events]
+           for speaker, events in outcome.items()})  # fmt: skip
+    [ana_outcome] = outcome["ana"][:1]
+    if ana_outcome["event"] == "caption":  # late but whole: the restart replayed the held audio
+        said = prompt_transcripts("en")["agent-alreadyon"]
+        assert word_error_rate([said], [str(ana_outcome["text"])]) <= 0.25, ana_outcome
+    else:
+        assert ana_outcome["reason"] == "stale"
