@@ -238,7 +238,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         token = mint(system.secret, "*", "demo", name="Demo")
         # A secret made for this run is printed so that `dragoman token` can mint more with it.
         secret = "" if settings.jwt_secret else f" secret={system.secret}"
-        print(f"dragoman ready: {system.url}/?token={token} broker={system.bootstrap}{secret}", flush=True)
+        # The host token goes in the fragment: browsers never send it, so no server log holds it.
+        print(f"dragoman ready: {system.url}/#token={token} broker={system.bootstrap}{secret}", flush=True)
         # A crashed child is started again; one that keeps crashing stops everything.
         given_up = system.supervisor.restart_exited
         reason = _wait_for_signal(lambda: f"{failed} kept crashing" if (failed := given_up()) else None)

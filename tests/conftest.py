@@ -22,7 +22,7 @@ import pytest
 from streams.broker import free_port
 from web.auth import mint
 
-READY = re.compile(r"dragoman ready: (?P<url>http://[^/]+)/\?token=(?P<token>\S+) broker=(?P<broker>\S+)")
+READY = re.compile(r"dragoman ready: (?P<url>http://[^/]+)/#token=(?P<token>\S+) broker=(?P<broker>\S+)")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
@@ -102,6 +102,8 @@ def meeting() -> Iterator[Meeting]:
         # A killed worker is restarted, reloads its models and rejoins its group within this:
         # what it replays is then not stale (test_guarantees kills one mid-utterance).
         "DRAGOMAN_STALE_AFTER_S": "40",
+        # Tests open many short-lived speakers in quick succession; admission is tested in test_capacity.
+        "DRAGOMAN_MAX_SPEAKERS": "100",
     }
     with running_up("up.log", settings) as system:
         yield system

@@ -91,8 +91,8 @@ async def drive(meeting: Meeting, profile: Path) -> None:
         async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
             tools = DevTools(ws)
             room = f"browser-{uuid.uuid4().hex[:6]}"
-            query = f"token={meeting.token}&room={room}&name=Browser&speak=en&listen=en&autojoin=1"
-            await tools.call("Page.navigate", url=f"{meeting.url}/?{query}")
+            query = f"room={room}&name=Browser&speak=en&listen=en&autojoin=1"
+            await tools.call("Page.navigate", url=f"{meeting.url}/?{query}#token={meeting.token}")
             captions, error = "", None
             deadline = time.monotonic() + 90
             while "extension" not in captions.lower() and time.monotonic() < deadline:

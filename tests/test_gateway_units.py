@@ -7,12 +7,14 @@ import time
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas import RoomEvent, RoomEventKind, Signal, SignalKind, StageLoad, SynthesizedAudio, Transcript, Translation
 from streams.rooms import apply_event, listening_languages
 from web import auth
 from web.admission import Admission, PipelineLoad
-from web.ingest import BadFrame, FrameGrouper
+from web.ingest import BadFrame, FrameGrouper, check_frame
 from web.routing import Connection, Outbox, Router
 
 K = "test-secret-of-at-least-32-bytes!"
@@ -53,10 +55,16 @@ def test_frames_are_grouped_to_about_100_ms_and_numbered() -> None:
     assert [(f.sequence_number, len(f.pcm), f.end_of_utterance) for f in tail] == [(2, 200, False), (3, 0, True)]
 
 
-@pytest.mark.parametrize("pcm", [b"", b"\x00" * 3, b"\x00" * 32_002])
-def test_malformed_frames_are_refused(pcm: bytes) -> None:
-    with pytest.raises(BadFrame):
-        FrameGrouper("r", "s", "u", 100).push(pcm, "en")
+@given(size=st.one_of(st.sampled_from([0, 1, 3, 31_998, 31_999, 32_000, 32_001, 32_002]), st.integers(0, 70_000)))
+def test_a_frame_is_audio_exactly_when_it_is_whole_samples_up_to_one_second(size: int) -> None:
+    """PROTOCOL.md: PCM frames of 2 to 32,000 bytes (1 s, itself allowed) in whole 16-bit samples."""
+    is_audio = 0 < size <= 32_000 and size % 2 == 0
+    try:
+        check_frame(b"\x00" * size)
+    except BadFrame:
+        assert not is_audio, size
+    else:
+        assert is_audio, size
 
 
 def _transcript(language: str = "es", **extra: object) -> Transcript:

@@ -103,7 +103,10 @@ async def test_signaling_is_relayed_by_user_id(meeting: Meeting, http: aiohttp.C
 
 async def test_health_and_metrics_answer(meeting: Meeting, http: aiohttp.ClientSession) -> None:
     async with http.get(f"{meeting.url}/healthz") as response:
-        assert response.status == 200 and (await response.json())["status"] == "ok"
+        health = await response.json()
+        assert response.status == 200 and health["status"] == "ok"
+        assert set(health) <= {"status", "warnings"}, health  # public: nothing about the inside
+        assert meeting.broker not in json.dumps(health)
     async with http.get(f"{meeting.url}/metrics") as response:
         assert "dragoman_connections" in await response.text()
 
@@ -121,3 +124,83 @@ async def test_one_clients_garbage_does_not_touch_anothers_session(
     await good.send_str(json.dumps({"type": "ping"}))
     assert await next_json(good) == {"type": "pong"}
     await good.close()
+
+
+ACCEPTED_OR_NOT = [2, 31_998, 32_000, 0, 1, 3, 31_999, 640]
+CLOSED = [32_001, 32_002, 40_000, 70_000]
+
+
+async def answer_to(ws: aiohttp.ClientWebSocketResponse, frame: bytes | str) -> str:
+    """What one frame gets: "accepted" (nothing before the pong of the ping sent after it), the code of
+    the error it got, or the code the socket was closed with."""
+    if isinstance(frame, bytes):
+        await ws.send_bytes(frame)
+    else:
+        await ws.send_str(frame)
+    await ws.send_str(json.dumps({"type": "ping"}))
+    answers: list[str] = []
+    while True:
+        message = await ws.receive(timeout=10)
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            return f"closed {ws.close_code}"
+        answer = json.loads(message.data)
+        if answer == {"type": "pong"}:
+            return answers[0] if answers else "accepted"
+        answers.append(str(answer["code"]))
+
+
+def pcm(size: int) -> bytes:
+    return b"\x01\x00" * (size // 2) + b"\x01" * (size % 2)
+
+
+async def test_frames_up_to_one_second_are_audio_and_larger_ones_close_1009(
+    meeting: Meeting, http: aiohttp.ClientSession
+) -> None:
+    """PROTOCOL.md: 10 ms to 1 s of PCM per frame, at most 32,000 bytes (itself allowed); empty or odd
+    frames are `bad_frame`; larger closes with 1009. (The size rule itself: tests/test_gateway_units.py.)"""
+    async with http.ws_connect(socket_url(meeting, "audio", room(), "sizer")) as ws:
+        await next_json(ws)  # session
+        for size in ACCEPTED_OR_NOT:
+            assert await answer_to(ws, pcm(size)) == ("bad_frame" if size == 0 or size % 2 else "accepted"), size
+            await asyncio.sleep(size / 32_000)  # in real time: no rate limit is what is tested here
+    for size in CLOSED:
+        async with http.ws_connect(socket_url(meeting, "audio", room(), "sizer")) as ws:
+            await next_json(ws)
+            assert await answer_to(ws, pcm(size)) == "closed 1009", size
+
+
+async def test_one_second_of_audio_as_a_base64_command_is_audio(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(socket_url(meeting, "audio", room(), "b64")) as ws:
+        await next_json(ws)
+        second = json.dumps({"type": "audio", "pcm_b64": base64.b64encode(b"\x01\x00" * 16_000).decode()})
+        assert await answer_to(ws, second) == "accepted"
+        too_long = json.dumps({"type": "audio", "pcm_b64": base64.b64encode(b"\x01\x00" * 16_001).decode()})
+        assert await answer_to(ws, too_long) == "bad_frame"
+
+
+async def test_two_participants_with_one_name_are_two_users(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    """The demo page's token mint: a display name is not an identity."""
+    name = room()
+    minted = []
+    for _ in range(2):
+        async with http.post(f"{meeting.url}/v1/tokens", json={"name": "Ana", "room": name},
+                             headers={"Authorization": f"Bearer {meeting.token}"}) as response:  # fmt: skip
+            assert response.status == 200
+            minted.append(await response.json())
+    first, second = minted
+    assert first["user_id"] != second["user_id"] and first["name"] == second["name"] == "Ana"
+    assert 0 < first["expires_in"] <= 24 * 3600
+
+    def signaling(token: str) -> str:
+        return f"{meeting.ws_url}/ws/signaling/{name}?token={token}"
+
+    ana1, ana2 = [await http.ws_connect(signaling(m["token"])) for m in minted]
+    carlos = await http.ws_connect(socket_url(meeting, "signaling", name, "carlos"))
+    for ws in (ana1, ana2, carlos):
+        await next_json(ws)  # participants
+    await carlos.send_str(json.dumps({"type": "offer", "to": second["user_id"], "payload": {"sdp": "for ana 2"}}))
+    assert await next_json(ana2) == {"type": "offer", "from": "carlos", "payload": {"sdp": "for ana 2"}}
+    await ana1.send_str(json.dumps({"type": "ping"}))
+    assert await next_json(ana1) == {"type": "pong"}, "the other Ana got a signal that was not hers"
+    for ws in (ana1, ana2, carlos):
+        await ws.close()

@@ -84,3 +84,41 @@ async def test_two_speakers_in_one_partition_lose_nothing_when_stt_is_killed(pro
         assert word_error_rate([said], [str(ana_outcome["text"])]) <= 0.25, ana_outcome
     else:
         assert ana_outcome["reason"] == "stale"
+
+
+async def test_a_restarted_translate_worker_still_knows_who_listens(production: Meeting) -> None:
+    """The room forms, the translate worker is SIGKILLed, and only then does anyone speak: the
+    restarted worker must rebuild the room's listeners from its table's changelog to translate."""
+    room = f"rebuild-{uuid.uuid4().hex[:8]}"
+
+    def url(endpoint: str, user: str, query: str = "") -> str:
+        return f"{production.ws_url}/ws/{endpoint}/{room}?token={mint(production.secret, room, user)}{query}"
+
+    async with aiohttp.ClientSession() as http:
+        listener = await http.ws_connect(url("captions", "ana", "&language=es"))
+        speaker = await http.ws_connect(url("audio", "ben", "&speak=en&listen=en"))
+        await speaker.receive_json()
+        await asyncio.sleep(2.0)  # the join reaches the translate worker's table (and its changelog)
+        victim = worker(production, "translate")
+        victim.kill()
+        await asyncio.sleep(4.0)  # the dead worker's last load reports go stale (web.admission.FRESH_S)
+        while not await _ready(http, production):  # restarted, models warm, partitions owned again
+            await asyncio.sleep(0.5)
+        assert worker(production, "translate").pid != victim.pid
+        speech = silence(0.5) + prompt_pcm("en", "agent-loggedoff") + silence(1.5)
+        for start in range(0, len(speech), FRAME):
+            await speaker.send_bytes(speech[start : start + FRAME])
+            await asyncio.sleep(0.1)
+        spanish = None
+        while spanish is None:
+            event = await listener.receive_json(timeout=60)
+            if event.get("event") == "caption" and event["is_final"] and event["language"] == "es":
+                spanish = event
+        await speaker.close()
+        await listener.close()
+    assert spanish["source_language"] == "en" and spanish["text"]
+
+
+async def _ready(http: aiohttp.ClientSession, system: Meeting) -> bool:
+    async with http.get(f"{system.url}/readyz") as response:
+        return response.status == 200

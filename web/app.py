@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -48,18 +49,23 @@ async def readyz(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     healthy = gateway.ingest.running and gateway.egress.running
-    body: dict[str, object] = {
-        "status": "ok" if healthy else "degraded",
-        "egress": gateway.egress.running,
-        "bootstrap": gateway.bootstrap,
-    }
+    # Public: up or down, and nothing about the inside (no addresses); /readyz says which stage is not ready.
+    body: dict[str, object] = {"status": "ok" if healthy else "degraded"}
     if warning := translation_warning(gateway.settings):
         body["warnings"] = [warning]
     return web.json_response(body, status=200 if healthy else 503)
 
 
+PARTICIPANT_TOKEN_TTL_S = 12 * 3600
+"""How long a participant token minted here lets its holder join its room: a working day."""
+
+
 async def mint_token(request: web.Request) -> web.Response:
-    """A host (a token for room ``*``) mints a participant's token: the demo page's join form uses it."""
+    """A host (a token for room ``*``) mints a participant's token: the demo page's join form uses it.
+
+    The name typed is a display name, not an identity: each token gets a user id of its own, so two
+    participants both called Ana are two users (signaling, participants and routing go by user id).
+    """
     gateway = request.app[GATEWAY]
     try:  # verified for room "*": only a host token passes
         auth.verify(gateway.jwt_secret, auth.request_token(request.headers, request.query), "*")
@@ -67,12 +73,16 @@ async def mint_token(request: web.Request) -> web.Response:
         return web.json_response({"detail": f"unauthorized: {exc}"}, status=401)
     try:
         body = await request.json()
-        user, room = str(body["user"]).strip(), str(body["room"]).strip()
-    except (ValueError, KeyError, TypeError):
-        return web.json_response({"detail": "send JSON {user, room}"}, status=400)
-    if not user or not room:
-        return web.json_response({"detail": "user and room must not be empty"}, status=400)
-    return web.json_response({"token": auth.mint(gateway.jwt_secret, room, user, name=user)})
+    except ValueError:
+        body = None
+    fields = body if isinstance(body, dict) else {}
+    name, room = fields.get("name", fields.get("user")), fields.get("room")  # "user": the older name of "name"
+    if not isinstance(name, str) or not isinstance(room, str) or not name.strip() or not room.strip():
+        return web.json_response({"detail": "send JSON {name, room}, both non-empty strings"}, status=400)
+    name, room = name.strip(), room.strip()
+    user_id = uuid.uuid4().hex
+    token = auth.mint(gateway.jwt_secret, room, user_id, ttl_s=PARTICIPANT_TOKEN_TTL_S, name=name)
+    return web.json_response({"token": token, "user_id": user_id, "name": name, "expires_in": PARTICIPANT_TOKEN_TTL_S})
 
 
 async def demo_page(request: web.Request) -> web.FileResponse:

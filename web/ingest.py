@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 MAX_FRAME_BYTES = 32_000
-"""One second of PCM: the largest client frame (PROTOCOL.md); larger closes the socket with 1009."""
+"""One second of PCM: the largest client frame (PROTOCOL.md), itself allowed; larger closes the socket with 1009."""
+MAX_MESSAGE_BYTES = 64 * 1024
+"""The largest WebSocket message read at all: room for a second of PCM as a base64 ``audio`` command
+(42,668 characters of base64); anything larger is closed with 1009 before it is read."""
 
 
 class BadFrame(ValueError):

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiolimiter import AsyncLimiter
 
 from schemas import SAMPLE_RATE, RoomEvent, RoomEventKind, Signal, SignalKind
@@ -26,7 +26,7 @@ from streams import metrics
 from streams.languages import SUPPORTED_LANGUAGES
 from web import auth
 from web.gateway import GATEWAY, Gateway
-from web.ingest import BYTES_PER_SECOND, MAX_FRAME_BYTES, BadFrame, FrameGrouper
+from web.ingest import BYTES_PER_SECOND, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, BadFrame, FrameGrouper, check_frame
 from web.routing import Connection, Outbox, error_message
 
 CLOSE_UNAUTHORIZED = 4001
@@ -38,7 +38,7 @@ SPEAKER_REFUSED = (
 
 async def _open(request: web.Request) -> tuple[web.WebSocketResponse, auth.Claims | None]:
     """Accept the socket, then authenticate; a bad token is closed with 4001 before any room message."""
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
     await ws.prepare(request)
     gateway = request.app[GATEWAY]
     try:
@@ -123,6 +123,10 @@ async def _serve(
     try:
         async for message in ws:
             if message.type == WSMsgType.BINARY:
+                if len(message.data) > MAX_FRAME_BYTES:
+                    reason = f"binary frame of {len(message.data)} bytes is over {MAX_FRAME_BYTES}"
+                    await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG, message=reason.encode())
+                    break
                 if on_binary is None:
                     await ws.send_str(error_message("bad_request", f"/ws/{endpoint} takes no binary frames"))
                 else:
@@ -187,6 +191,11 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
 
     async def send_audio(pcm: bytes) -> None:
         nonlocal admitted, refused
+        try:  # a malformed frame is an error whatever the load: it is not audio, and admits no one
+            check_frame(pcm)
+        except BadFrame as exc:
+            await ws.send_str(error_message("bad_frame", str(exc)))
+            return
         if not await audio_rate.allows(ws, len(pcm)):
             return
         if not admitted:  # a new speaker: is there room for one more?
@@ -199,11 +208,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
                     await ws.send_str(error_message("overloaded", SPEAKER_REFUSED))
                 return
             metrics.ADMISSIONS.labels("admitted").inc()
-        try:
-            frames = grouper.push(pcm, speak)
-        except BadFrame as exc:
-            await ws.send_str(error_message("bad_frame", str(exc)))
-            return
+        frames = grouper.push(pcm, speak)
         if frames and gateway.ingest.overloaded():
             metrics.DROPPED.labels("gateway", "overloaded").inc(len(frames))
             await ws.send_str(error_message("overloaded", "the server is shedding load: audio was dropped"))

@@ -6,6 +6,11 @@ const LANGUAGES = ["en", "es", "de", "fr", "it", "pt", "nl", "pl", "ru", "zh", "
 const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
 const form = $("#join");
+// The host token `dragoman up` prints rides in the fragment, which browsers never send to a server
+// (so no access log has it). It is kept for this tab only and taken out of the address bar.
+const hostToken = new URLSearchParams(location.hash.slice(1)).get("token") || sessionStorage.getItem("dragoman-host");
+if (hostToken) sessionStorage.setItem("dragoman-host", hostToken);
+if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 
 for (const select of form.querySelectorAll("select")) {
   for (const code of LANGUAGES) select.add(new Option(code, code));
@@ -29,14 +34,14 @@ function socket(kind, room, token, query = {}) {
   return ws;
 }
 
-// A host token (room "*") mints a token for the name entered, so everyone on the page is themselves.
+// The host token (room "*") mints a participant token for the name entered: a user id of its own
+// (two people may share a name), the name for display, valid for a working day.
 async function tokenFor(name) {
-  const host = params.get("token");
-  if (!host) throw new Error("Open the link `dragoman up` printed: it carries a token.");
+  if (!hostToken) throw new Error("Open the link `dragoman up` printed: it carries a token.");
   const response = await fetch("/v1/tokens", {
     method: "POST",
-    headers: { Authorization: `Bearer ${host}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ user: name, room: form.elements.room.value }),
+    headers: { Authorization: `Bearer ${hostToken}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ name, room: form.elements.room.value }),
   });
   if (!response.ok) throw new Error(`Could not join: ${(await response.json()).detail}`);
   return (await response.json()).token;
@@ -97,7 +102,7 @@ async function join(event) {
     audio.addEventListener("message", (m) => {
       if (typeof m.data !== "string") return play(m.data);
       const message = JSON.parse(m.data);
-      if (message.type === "session") $("#status").textContent = `in ${message.room_id} as ${message.user_id}`;
+      if (message.type === "session") $("#status").textContent = `in ${message.room_id} as ${name}`;
       if (message.type === "error") showError(`${message.code}: ${message.message}`);
     });
     let pending = new Int16Array(0);
