@@ -140,8 +140,8 @@ def bench_recognition(
     audios = [prompt_audio(language, name) for name in prompts]
     offline, seconds = [], 0.0
     for audio in audios:
-        text, elapsed = timed(functools.partial(recognizer.transcribe, audio, language))
-        offline.append(text)
+        recognition, elapsed = timed(functools.partial(recognizer.transcribe, audio, language))
+        offline.append(recognition.text)
         seconds += elapsed
     stt = SpeechToText(recognizer, vad, SttConfig())
     streamed = [stream_utterance(stt, audio, language, f"s{i}") for i, audio in enumerate(audios)]
@@ -175,7 +175,7 @@ the recognizer's jargon more than the voice)."""
 
 def round_trip_wer(synthesizer: SpeechSynthesizer, recognizer: SpeechRecognizer, texts: list[str]) -> float:
     """Speak each text in English, recognize it again, and score what came back."""
-    heard = [recognizer.transcribe(np.concatenate(list(synthesizer.synthesize(text, "en"))), "en") for text in texts]
+    heard = [recognizer.transcribe(np.concatenate(list(synthesizer.synthesize(t, "en"))), "en").text for t in texts]
     return word_error_rate(texts, heard)
 
 
@@ -215,6 +215,8 @@ def bench_engines(settings: Settings, prompts_per_language: int = 10) -> dict[st
         ],
     }
 
+    report["hallucinations"] = bench_hallucinations(tiny, vad)
+
     sentence = "Good morning everyone. Shall we begin with the first item on the agenda?"
     _, mt_s = timed(lambda: translator.translate(sentence, "en", ["es", "de", "fr"]))
     report["mt"] = {"engine": translator.name, "three_targets_one_call_s": round(mt_s, 3)}
@@ -228,6 +230,40 @@ def bench_engines(settings: Settings, prompts_per_language: int = 10) -> dict[st
     return report
 
 
+SHORT_PHRASES = {"auth-thankyou": "thank you", "privacy-thankyou": "thank you", "goodbye": "goodbye",
+                 "vm-goodbye": "goodbye", "vm-no": "no"}  # fmt: skip
+"""Recorded prompts that are whole utterances Whisper also "hears" in silence."""
+
+
+def quiet_inputs(rng: np.random.Generator) -> dict[str, Float32Audio]:
+    """Ten seconds each of what a microphone hears when nobody speaks."""
+    t = np.arange(SAMPLE_RATE * 10) / SAMPLE_RATE
+    air = np.convolve(rng.normal(0, 1, len(t)), np.ones(40) / 40, mode="same")
+    return {
+        "silence": np.zeros(len(t), np.float32),
+        "room noise": rng.normal(0, 0.004, len(t)).astype(np.float32),
+        "mains hum": (0.01 * np.sin(2 * np.pi * 50 * t)).astype(np.float32),
+        "breathing": (0.05 * np.clip(np.sin(np.pi * t), 0, None) ** 2 * air / np.abs(air).max()).astype(np.float32),
+    }
+
+
+def bench_hallucinations(recognizer: SpeechRecognizer, vad: VoiceActivityDetector) -> dict[str, object]:
+    """Both sides of the hallucination rule, streamed through the STT stage: short real phrases kept,
+    and captions made of nothing."""
+    stt = SpeechToText(recognizer, vad, SttConfig())
+    kept = [
+        normalize_text(stream_utterance(stt, prompt_audio("en", name), "en", f"phrase-{name}").final_text) == said
+        for name, said in SHORT_PHRASES.items()
+    ]
+    quiet = quiet_inputs(np.random.default_rng(0))
+    invented = {name: stream_utterance(stt, audio, "en", f"quiet-{name}").final_text for name, audio in quiet.items()}
+    return {
+        "short_phrases_kept": f"{sum(kept)}/{len(kept)}",
+        "quiet_inputs_captioned": f"{sum(bool(text) for text in invented.values())}/{len(invented)}",
+        "captions_of_nothing": {name: text for name, text in invented.items() if text},
+    }
+
+
 def print_report(report: dict[str, object]) -> None:
     print("load (s): " + ", ".join(f"{name} {s}" for name, s in report["load_s"].items()))  # type: ignore[attr-defined]
     columns = ["model", "language", "prompts", "audio_s", "rtf_offline", "wer_offline", "wer_streaming",
@@ -235,6 +271,7 @@ def print_report(report: dict[str, object]) -> None:
     print(" | ".join(columns))
     for row in report["stt"]:  # type: ignore[attr-defined]
         print(" | ".join(str(row[c]) for c in columns))
+    print(f"hallucinations: {report['hallucinations']}")
     print(f"mt: {report['mt']}")
     print(f"tts: {report['tts']}")
     print(json.dumps(report))

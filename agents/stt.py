@@ -26,8 +26,11 @@ How one speaker's audio becomes captions:
 - ``vad_hangover_ms`` of silence, a client ``flush``, or ``max_utterance_s``
   (cut at the quietest window) closes the utterance with a final transcript
   whose text starts with every word already shown.
-- Whisper's known hallucinations on silence and repetition loops are removed
-  before anything is shown.
+- Hallucinations are judged by evidence (:func:`clean_hypothesis`): the
+  recognizer's own probability that it heard no speech and its confidence in
+  what it wrote, Whisper's rule. Whisper's known phrases over silence ("thank
+  you", "bye", "you") only break a tie when that evidence is doubtful, so a
+  speaker's real "Thank you." is kept. Repetition loops are cut.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agents.engines.protocols import Float32Audio, SpeechRecognizer, VadStream, VoiceActivityDetector
+from agents.engines.protocols import Float32Audio, Recognition, SpeechRecognizer, VadStream, VoiceActivityDetector
 from schemas import SAMPLE_RATE, AudioFrame, StageTiming, Transcript, UtteranceDropped
 from streams.settings import Settings
 from streams.stage import Dropped
@@ -90,7 +93,7 @@ class SttConfig:
 # --- text hygiene -------------------------------------------------------------
 
 _HALLUCINATIONS = {
-    # What Whisper says over silence or noise, learnt from subtitled video.
+    # What Whisper says over silence or noise, learnt from subtitled video: a tie-breaker only.
     "thank you",
     "thanks for watching",
     "thank you for watching",
@@ -149,15 +152,31 @@ def _truncate_loops(words: list[str], max_repeats: int = 3) -> list[str]:
     return words
 
 
-def clean_hypothesis(text: str) -> str:
-    """The hypothesis without annotations, silence hallucinations and loops ("" if nothing is left).
+NO_SPEECH_PROB = 0.6
+MIN_AVG_LOGPROB = -1.0
+"""Whisper's own rule for "nothing was said": the no-speech probability above 0.6 *and* the text's
+mean log-probability below -1. Measured with tiny.en on recordings: "Thank you.", "Goodbye!" and
+"No." score no-speech 0.03-0.06 and log-probability -0.2 to -0.7; silence, noise, mains hum,
+breathing and a click all decode as "you" or "." with no-speech 0.82-0.99 and -1.3 to -3.1."""
+DOUBTFUL_NO_SPEECH_PROB = 0.3
+"""Below the rule but above this, a known silence phrase is taken for one (the phrase list's tie)."""
 
-    Only a whole hypothesis that *is* a known hallucination is dropped, so a real
-    "thank you" inside a sentence, or a real short word, survives.
+
+def heard_speech(recognition: Recognition) -> bool:
+    return not (recognition.no_speech_prob > NO_SPEECH_PROB and recognition.avg_logprob < MIN_AVG_LOGPROB)
+
+
+def clean_hypothesis(recognition: Recognition) -> str:
+    """What was said, without annotations and loops; "" when the evidence says nothing was.
+
+    The known silence phrases count only where the evidence is doubtful: a confident "Thank you."
+    or "Bye." is a person talking, and stays.
     """
-    words = _BRACKETED.sub(" ", text).split()
-    words = _truncate_loops(words)
-    if normalize_text(" ".join(words)) in _HALLUCINATIONS:
+    if not heard_speech(recognition):
+        return ""
+    words = _truncate_loops(_BRACKETED.sub(" ", recognition.text).split())
+    doubtful = recognition.no_speech_prob > DOUBTFUL_NO_SPEECH_PROB or recognition.avg_logprob < MIN_AVG_LOGPROB
+    if doubtful and normalize_text(" ".join(words)) in _HALLUCINATIONS:
         return ""
     return " ".join(words)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from agents.engines.protocols import Float32Audio
+from agents.engines.protocols import Float32Audio, Recognition
 
 SENTENCE = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "runs", "far", "away"]
 
@@ -24,10 +24,10 @@ class GrowingRecognizer:
     def supports(self, language: str) -> bool:
         return True
 
-    def transcribe(self, audio: Float32Audio, language: str) -> str:
+    def transcribe(self, audio: Float32Audio, language: str) -> Recognition:
         self.calls.append((len(audio), language))
         words = list(itertools.islice(itertools.cycle(SENTENCE), max(1, int(len(audio) / 16_000 / 0.4))))
-        return " ".join([*words[:-1], words[-1][:2] + "-"])
+        return Recognition(" ".join([*words[:-1], words[-1][:2] + "-"]))
 
 
 class EchoTranslator:

@@ -22,11 +22,11 @@ from agents.engines.nllb import Ct2NllbTranslator, NllbTranslator
 from agents.engines.silero import SileroVad
 from agents.engines.whisper import WhisperRecognizer
 from agents.models import COQUI_TEST_LANGUAGE, PIPER_VOICES, load_synthesizer
-from agents.stt import SpeechToText, SttConfig
+from agents.stt import SpeechToText, SttConfig, normalize_text
 from agents.tts import to_pcm16
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings
-from tests.speech import silence
+from tests.speech import prompt_pcm, silence
 
 PATHS = ModelPaths(get_settings().models_dir)
 
@@ -77,15 +77,35 @@ def test_partial_captions_of_recorded_speech_only_grow(
             assert later.startswith(earlier), captions
 
 
-def test_silence_and_room_noise_give_no_caption_with_real_engines(tiny: WhisperRecognizer, vad: SileroVad) -> None:
+def breathing(seconds: float, rng: np.random.Generator) -> bytes:
+    """Slow breaths close to a microphone: low-passed noise swelling and fading every two seconds."""
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    air = np.convolve(rng.normal(0, 1, len(t)), np.ones(40) / 40, mode="same")
+    return to_pcm16((0.05 * np.clip(np.sin(np.pi * t), 0, None) ** 2 * air / np.abs(air).max()).astype(np.float32))
+
+
+def test_silence_room_noise_and_breathing_give_no_caption_with_real_engines(
+    tiny: WhisperRecognizer, vad: SileroVad
+) -> None:
     stt = SpeechToText(tiny, vad, SttConfig())
     rng = np.random.default_rng(1)
     noise = to_pcm16(rng.normal(0, 0.004, 16_000 * 10).astype(np.float32))
     hum = to_pcm16((0.01 * np.sin(2 * np.pi * 50 * np.arange(16_000 * 5) / 16_000)).astype(np.float32))
-    streamed = stream_utterance(
-        stt, np.frombuffer(silence(10) + noise + hum, "<i2").astype(np.float32) / 32768, "en", session="quiet"
-    )
+    quiet = silence(10) + noise + hum + breathing(8, rng)
+    streamed = stream_utterance(stt, np.frombuffer(quiet, "<i2").astype(np.float32) / 32768, "en", session="quiet")
     assert streamed.captions == {}
+
+
+@pytest.mark.parametrize(("prompt", "said"), [("auth-thankyou", "thank you"), ("goodbye", "goodbye"),
+                                              ("vm-no", "no")])  # fmt: skip
+def test_short_real_phrases_that_whisper_also_says_over_silence_survive(
+    tiny: WhisperRecognizer, vad: SileroVad, prompt: str, said: str
+) -> None:
+    """People say "Thank you." and "No." alone, after a pause: those are captions, not hallucinations."""
+    stt = SpeechToText(tiny, vad, SttConfig())
+    audio = np.frombuffer(prompt_pcm("en", prompt), "<i2").astype(np.float32) / 32768
+    streamed = stream_utterance(stt, audio, "en", session=prompt)  # with silence before and after
+    assert normalize_text(streamed.final_text) == said, streamed.captions
 
 
 @pytest.mark.parametrize("backend", ["transformers", "ctranslate2"])

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agents.engines.protocols import Recognition
 from agents.engines.silero import SileroVad
 from agents.stt import LocalAgreement, SpeechToText, SttConfig, clean_hypothesis
 from schemas import AudioFrame, Transcript, UtteranceDropped
@@ -136,23 +137,36 @@ def test_an_overlong_utterance_is_cut_and_goes_on(vad: SileroVad) -> None:
     assert finals[0].audio_end_s <= finals[1].audio_start_s + 0.05
 
 
+SURE = (0.03, -0.3)
+"""(no-speech probability, mean log-probability) as Whisper scores a recorded "Thank you."."""
+SILENT = (0.97, -2.9)
+"""... and as it scores room noise it decodes as "you"."""
+DOUBTFUL = (0.45, -0.9)
+
+
 @pytest.mark.parametrize(
-    ("hypothesis", "expected"),
+    ("hypothesis", "evidence", "expected"),
     [
-        ("Thanks for watching!", ""),
-        ("Subtítulos realizados por la comunidad de Amara.org", ""),
-        ("Untertitel im Auftrag des ZDF für funk, 2017", "Untertitel im Auftrag des ZDF für funk, 2017"),
-        ("[Music]", ""),
-        ("Thank you for the report.", "Thank you for the report."),
-        ("No.", "No."),
-        ("Sí", "Sí"),
-        ("so so so so so so so so", "so"),
-        ("I think that that is fine", "I think that that is fine"),
-        ("la la la la la la bonjour", "la"),
+        ("Thank you.", SURE, "Thank you."),
+        ("Bye.", SURE, "Bye."),
+        ("you", SURE, "you"),
+        ("you", SILENT, ""),
+        ("I think that is fine", SILENT, ""),
+        ("Thank you.", DOUBTFUL, ""),
+        ("Thanks for watching!", DOUBTFUL, ""),
+        ("Subtítulos realizados por la comunidad de Amara.org", DOUBTFUL, ""),
+        ("Thank you for the report.", DOUBTFUL, "Thank you for the report."),
+        ("No.", DOUBTFUL, "No."),
+        ("[Music]", SURE, ""),
+        ("so so so so so so so so", SURE, "so"),
+        ("I think that that is fine", SURE, "I think that that is fine"),
+        ("la la la la la la bonjour", SURE, "la"),
     ],
 )
-def test_hallucinations_are_filtered_and_real_words_kept(hypothesis: str, expected: str) -> None:
-    assert clean_hypothesis(hypothesis) == expected
+def test_hallucinations_are_judged_by_evidence_and_the_phrase_list_only_breaks_ties(
+    hypothesis: str, evidence: tuple[float, float], expected: str
+) -> None:
+    assert clean_hypothesis(Recognition(hypothesis, *evidence)) == expected
 
 
 @given(st.lists(st.lists(st.sampled_from(["a", "b", "c", "d", "A,", "b."]), max_size=8), min_size=1, max_size=12))

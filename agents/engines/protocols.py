@@ -8,6 +8,7 @@ All calls are blocking: stages run them in a thread pool, never on the loop.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -33,13 +34,24 @@ class VoiceActivityDetector(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Recognition:
+    """What a recognizer heard, and its own evidence that it heard speech at all."""
+
+    text: str
+    no_speech_prob: float = 0.0
+    """The decoder's probability that the audio holds no speech (Whisper's <|nospeech|> token)."""
+    avg_logprob: float = 0.0
+    """Mean log-probability of the tokens it wrote: how sure it was of them."""
+
+
 class SpeechRecognizer(Protocol):
     name: str
 
     def supports(self, language: str) -> bool: ...
 
-    def transcribe(self, audio: Float32Audio, language: str) -> str:
-        """The text spoken in ``audio`` (one utterance), in ``language`` (ISO 639-1)."""
+    def transcribe(self, audio: Float32Audio, language: str) -> Recognition:
+        """What is spoken in ``audio`` (one utterance), in ``language`` (ISO 639-1)."""
         ...
 
 

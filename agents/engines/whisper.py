@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.engines.protocols import Float32Audio
+from agents.engines.protocols import Float32Audio, Recognition
 from schemas import SAMPLE_RATE
 
 ENGLISH_ONLY_SUFFIX = ".en"
@@ -93,7 +93,7 @@ class WhisperRecognizer:
             self._tokenizers[key] = Tokenizer(model.hf_tokenizer, multilingual, "transcribe", language)
         return self._tokenizers[key]
 
-    def transcribe(self, audio: Float32Audio, language: str) -> str:
+    def transcribe(self, audio: Float32Audio, language: str) -> Recognition:
         import ctranslate2
 
         model = self.pipeline(language).model  # faster_whisper.WhisperModel
@@ -111,5 +111,8 @@ class WhisperRecognizer:
                 max_length=min(model.max_length, len(tokens) + budget),
                 suppress_blank=True,
                 suppress_tokens=[-1],
+                return_scores=True,  # length-normalized: the mean log-probability of the tokens
+                return_no_speech_prob=True,
             )[0]
-        return str(tokenizer.decode(result.sequences_ids[0])).strip()
+        text = str(tokenizer.decode(result.sequences_ids[0])).strip()
+        return Recognition(text, float(result.no_speech_prob), float(result.scores[0]))
