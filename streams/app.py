@@ -114,6 +114,12 @@ class StageApp(faust.App):
         self._source: str | None = None
         self.load = LoadMeter()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
+        # Every series this stage can have exists from the start at 0, so that a rate or an alert
+        # sees the first retry, dead letter or stale drop instead of a series appearing from nowhere.
+        for counter in (metrics.PROCESSED, metrics.RETRIES, metrics.DEAD_LETTERS):
+            counter.labels(stage)
+        metrics.DROPPED.labels(stage, "stale")
+        metrics.UTTERANCES_DROPPED.labels(stage, "stale")
 
         @self.page("/metrics")
         async def prometheus(web: Any, request: Any) -> Any:

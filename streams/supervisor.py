@@ -46,6 +46,7 @@ class Supervisor:
     def spawn(self, name: str, args: Sequence[str]) -> None:
         """Start ``dragoman <args>`` as child ``name``."""
         self._args[name] = list(args)
+        metrics.RESTARTS.labels(name)  # the series exists (at 0) before the first restart
         command = [sys.executable, "-m", "streams.cli", *args]
         self._children[name] = subprocess.Popen(command, env=self._env, preexec_fn=_die_with_parent)
 

@@ -36,6 +36,8 @@ class Meeting:
     log: Path
     pid: int
     """The `dragoman up` process: its children are this system's workers and gateway."""
+    worker_port: int
+    """The first worker's web port (stt; then translate, tts, transcribe; then `up`'s own /metrics)."""
 
 
 def free_ports(count: int) -> int:
@@ -85,7 +87,7 @@ def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
             pytest.fail(f"dragoman up never got ready; see {log_path}")
         url = match["url"].rstrip("/")
         ws_url = url.replace("http", "ws", 1)
-        yield Meeting(url, ws_url, match["broker"], match["token"], secret, log_path, process.pid)
+        yield Meeting(url, ws_url, match["broker"], match["token"], secret, log_path, process.pid, worker_port)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)

@@ -96,16 +96,21 @@ def test_silence_room_noise_and_breathing_give_no_caption_with_real_engines(
     assert streamed.captions == {}
 
 
-@pytest.mark.parametrize(("prompt", "said"), [("auth-thankyou", "thank you"), ("goodbye", "goodbye"),
-                                              ("vm-no", "no")])  # fmt: skip
+@pytest.mark.parametrize(("prompt", "said"), [("auth-thankyou", {"thank you"}), ("goodbye", {"goodbye"}),
+                                              ("vm-no", {"no"}), ("Bye.", {"bye"}), ("Yes.", {"yes"}),
+                                              ("Okay.", {"okay", "ok"})])  # fmt: skip
 def test_short_real_phrases_that_whisper_also_says_over_silence_survive(
-    tiny: WhisperRecognizer, vad: SileroVad, prompt: str, said: str
+    tiny: WhisperRecognizer, vad: SileroVad, prompt: str, said: set[str]
 ) -> None:
-    """People say "Thank you." and "No." alone, after a pause: those are captions, not hallucinations."""
+    """People say "Thank you.", "Bye." or "Okay." alone, after a pause: those are captions, not
+    hallucinations. Recorded prompts (Asterisk), and the English neural voice where none is recorded."""
     stt = SpeechToText(tiny, vad, SttConfig())
-    audio = np.frombuffer(prompt_pcm("en", prompt), "<i2").astype(np.float32) / 32768
+    if prompt.endswith("."):
+        audio = np.concatenate(list(load_synthesizer(get_settings()).synthesize(prompt, "en")))
+    else:
+        audio = np.frombuffer(prompt_pcm("en", prompt), "<i2").astype(np.float32) / 32768
     streamed = stream_utterance(stt, audio, "en", session=prompt)  # with silence before and after
-    assert normalize_text(streamed.final_text) == said, streamed.captions
+    assert normalize_text(streamed.final_text) in said, streamed.captions
 
 
 @pytest.mark.parametrize("backend", ["transformers", "ctranslate2"])

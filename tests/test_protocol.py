@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Meeting, socket_url
 from web.auth import mint
+from web.ingest import MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -169,13 +170,18 @@ async def test_frames_up_to_one_second_are_audio_and_larger_ones_close_1009(
             assert await answer_to(ws, pcm(size)) == "closed 1009", size
 
 
-async def test_one_second_of_audio_as_a_base64_command_is_audio(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+async def test_base64_audio_commands_follow_the_same_limits(meeting: Meeting, http: aiohttp.ClientSession) -> None:
+    """The same PCM as a base64 `audio` command: a second of it (42,668 characters) is audio too."""
     async with http.ws_connect(socket_url(meeting, "audio", room(), "b64")) as ws:
         await next_json(ws)
-        second = json.dumps({"type": "audio", "pcm_b64": base64.b64encode(b"\x01\x00" * 16_000).decode()})
-        assert await answer_to(ws, second) == "accepted"
-        too_long = json.dumps({"type": "audio", "pcm_b64": base64.b64encode(b"\x01\x00" * 16_001).decode()})
-        assert await answer_to(ws, too_long) == "bad_frame"
+        for size in [*ACCEPTED_OR_NOT, *CLOSED]:
+            command = json.dumps({"type": "audio", "pcm_b64": base64.b64encode(pcm(size)).decode()})
+            is_audio = 0 < size <= 32_000 and size % 2 == 0
+            expected = "accepted" if is_audio else "bad_frame"
+            if len(command) > MAX_MESSAGE_BYTES:  # 70,000 bytes as base64: too long a message to read at all
+                expected = "closed 1009"
+            assert await answer_to(ws, command) == expected, size
+            await asyncio.sleep(size / 32_000 if is_audio else 0)
 
 
 async def test_two_participants_with_one_name_are_two_users(meeting: Meeting, http: aiohttp.ClientSession) -> None:
