@@ -196,6 +196,10 @@ class StageApp(faust.App):
             stamped = record.stamped(stage, received_at, time.time(), compute_s)
             if isinstance(stamped, UtteranceDropped):
                 metrics.UTTERANCES_DROPPED.labels(stamped.stage, stamped.reason).inc()
+                ids = {"room_id": stamped.room_id, "speaker_id": stamped.speaker_id,
+                       "utterance_id": stamped.utterance_id, "language": stamped.language}  # fmt: skip
+                log.info("%s: utterance %s announced as dropped (%s)", stage, stamped.utterance_id, stamped.reason,
+                         extra=ids)  # fmt: skip
             await sinks[type(stamped)].send(key=stamped.key.encode(), value=encode(stamped))
 
         def release(key: Hashable) -> None:
@@ -281,7 +285,7 @@ class StageApp(faust.App):
                     await self._dead_letter(event, exc, attempts=attempt)
                     return
                 metrics.RETRIES.labels(self.stage).inc()
-                log.warning("%s attempt %d failed: %r", self.stage, attempt, exc)
+                log.warning("%s attempt %d failed: %r", self.stage, attempt, exc, extra=_key_of(event))
                 await asyncio.sleep(RETRY_DELAYS_S[attempt - 1])
 
     async def _dead_letter(self, event: EventT, error: BaseException, attempts: int) -> None:
@@ -300,9 +304,16 @@ class StageApp(faust.App):
         )
         metrics.DEAD_LETTERS.labels(self.stage).inc()
         log.error(
-            "%s: dead-lettered %s[%d]@%d: %s", self.stage, letter.topic, letter.partition, letter.offset, letter.error
-        )
+            "%s: dead-lettered %s[%d]@%d: %s", self.stage, letter.topic, letter.partition, letter.offset, letter.error,
+            extra=_key_of(event),
+        )  # fmt: skip
         await self._dlq.send(key=letter.letter_id.encode(), value=encode(letter))
+
+
+def _key_of(event: EventT) -> dict[str, str]:
+    """A message's key for a log line's fields: the room id of every meeting topic."""
+    key = event.message.key
+    return {"room_id": key.decode("utf-8", "replace")} if isinstance(key, bytes) else {}
 
 
 def _timed(work: Callable[..., T], *args: Any) -> tuple[T, float]:

@@ -1,5 +1,7 @@
 """How every Dragoman process logs: one line per record on stderr, as text or as JSON
 (``DRAGOMAN_LOG_FORMAT``), Dragoman's own loggers from INFO, third-party libraries only when they warn.
+A line about one room, socket or utterance carries ``room_id``, ``session_id``, ``user_id``,
+``speaker_id`` or ``utterance_id`` as fields (``extra=``): JSON lines show them, text lines do not.
 
 The same configuration goes to Faust's worker (``faust.Worker(logging_config=...)``), so a
 worker's lines look like everyone else's. What the model libraries would otherwise print once per

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -65,6 +66,11 @@ def prometheus(production: Meeting, tmp_path: Path) -> Iterator[str]:
             server.wait(timeout=10)
 
 
+def _a_warning(line: str) -> bool:
+    """A library's line that matters: a warning or worse, or part of one's traceback."""
+    return bool(re.search(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b|^\s", line))
+
+
 def api(prometheus: str, path: str, **query: str) -> dict[str, object]:
     url = f"{prometheus}/api/v1/{path}?{urllib.parse.urlencode(query)}"
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -102,11 +108,27 @@ async def a_meeting_and_a_poison_message(system: Meeting) -> None:
                 await speaker.send_bytes(pcm[start : start + FRAME_BYTES])
                 await asyncio.sleep(0.1)
         await asyncio.sleep(4.0)  # the last utterance's speech reaches the listener
+        # A client pushing audio faster than real time: refused, and counted.
+        for _ in range(40):
+            await speaker.send_bytes(silence(0.1))
+        await asyncio.sleep(0.5)
         await speaker.close()
         await listener.close()
 
 
 def test_every_dashboard_query_returns_data_and_every_alert_is_healthy(production: Meeting, prometheus: str) -> None:
+    # Faults count only once Prometheus has seen the counters before them: wait for its first scrapes.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            targets = api(prometheus, "targets")["activeTargets"]
+        except OSError:
+            targets = []
+        if targets and all(t["health"] == "up" for t in targets):  # type: ignore[index,union-attr]
+            break
+        assert time.monotonic() < deadline, f"Prometheus never scraped everything: {targets}"
+        time.sleep(0.5)
+    time.sleep(2.0)
     asyncio.run(a_meeting_and_a_poison_message(production))
     time.sleep(12.0)  # a consumer lag measurement (every 10 s) and a few scrapes after the meeting
 
@@ -116,11 +138,25 @@ def test_every_dashboard_query_returns_data_and_every_alert_is_healthy(productio
         if not result:
             empty.append(f"{title}: {expr}")
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+    faults = {
+        'sum by (stage) (increase(dragoman_dead_letters_total{stage="stt"}[5m]))': "the poison message",
+        'sum(increase(dragoman_dropped_total{stage="gateway", reason="rate_limited"}[5m]))': "the audio flood",
+    }
+    for expr, fault in faults.items():
+        [sample] = api(prometheus, "query", query=expr)["result"]  # type: ignore[misc]
+        assert float(sample["value"][1]) > 0, f"the dashboard did not see {fault}"  # type: ignore[index]
 
     groups = api(prometheus, "rules")["groups"]
     rules = [rule for group in groups for rule in group["rules"]]  # type: ignore[union-attr]
     assert {rule["name"] for rule in rules} >= {"CaptionsLate", "DeadLetters", "GatewayDown"}
     unhealthy = [(rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"]
     assert not unhealthy, unhealthy
+    # `up`'s console: Dragoman's own lines only, no library chatter below WARNING.
+    ours = re.compile(
+        r"^\d{4}-\d\d-\d\d [\d:,]+ (dragoman|streams|agents|web)(\.\S+)? [A-Z]+ |^dragoman ready: |^warning: "
+    )
+    console = production.log.read_text().splitlines()
+    foreign = [line for line in console if line.strip() and not ours.match(line) and not _a_warning(line)]
+    assert not foreign, foreign[:10]
     targets = api(prometheus, "targets")["activeTargets"]
     assert {t["labels"]["job"] for t in targets if t["health"] == "up"} == {"gateway", "workers", "supervisor"}  # type: ignore[index,union-attr]

@@ -32,6 +32,10 @@ class Gateway:
         self.admission = Admission(self.load, settings.max_speakers, settings.admit_max_backlog_s)
         self.ingest = Ingest(bootstrap, settings.max_ingest_backlog)
         self.egress = Egress(bootstrap, settings.fetch_max_wait_ms, self.router, self.load, self.transcriptions)
+        for reason in ("rate_limited", "not_admitted", "overloaded"):  # at 0 from the start, for rates and alerts
+            metrics.DROPPED.labels("gateway", reason)
+        for result in ("admitted", "refused"):
+            metrics.ADMISSIONS.labels(result)
         metrics.ACTIVE_ROOMS.set_function(lambda: self.router.local_rooms)
         metrics.ACTIVE_SPEAKERS.set_function(lambda: self.load.active_streams("stt", time.time()))
 

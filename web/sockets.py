@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,8 @@ from web import auth
 from web.gateway import GATEWAY, Gateway
 from web.ingest import BYTES_PER_SECOND, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, BadFrame, FrameGrouper, check_frame
 from web.routing import Connection, Outbox, error_message
+
+log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_POLICY = 1008
@@ -119,6 +122,8 @@ async def _serve(
     for first in gateway.router.add(connection):
         connection.outbox.put(first)
     metrics.CONNECTIONS.labels(endpoint).inc()
+    ids = {"room_id": connection.room_id, "session_id": connection.session_id, "user_id": connection.user_id}
+    log.info("/ws/%s opened in room %s", endpoint, connection.room_id, extra=ids)
     pump = asyncio.create_task(_pump(ws, connection.outbox))
     try:
         async for message in ws:
@@ -145,6 +150,7 @@ async def _serve(
         pump.cancel()
         gateway.router.remove(connection)
         metrics.CONNECTIONS.labels(endpoint).dec()
+        log.info("/ws/%s closed (%s)", endpoint, ws.close_code, extra=ids)
 
 
 def _room_event(kind: RoomEventKind, connection: Connection, name: str, speak: str | None) -> RoomEvent:
