@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
 
 from streams.broker import free_port
@@ -116,6 +117,22 @@ def production() -> Iterator[Meeting]:
     """`dragoman up` with every default, as an operator runs it (the stale budget above all)."""
     with running_up("up-production.log", {}) as system:
         yield system
+
+
+def dragoman(system: Meeting, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dragoman <args>`` against ``system``'s broker; it must succeed."""
+    env = {**os.environ, "DRAGOMAN_KAFKA_BOOTSTRAP": system.broker}
+    done = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def worker(system: Meeting, stage: str) -> psutil.Process:
+    """``system``'s worker of ``stage`` (a child of its `dragoman up`)."""
+    for process in psutil.Process(system.pid).children(recursive=True):
+        if process.cmdline()[-3:] == ["worker", "--stage", stage]:
+            return process
+    raise LookupError(f"no {stage} worker")
 
 
 @pytest.fixture

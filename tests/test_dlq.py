@@ -19,17 +19,10 @@ import pytest
 from schemas import Transcript
 from streams import dlq, history
 from streams.broker import free_port
-from tests.conftest import ARTIFACTS, Meeting
+from tests.conftest import ARTIFACTS, Meeting, dragoman
 from tests.flaky_stage import FLAKY
 
 pytestmark = pytest.mark.integration
-
-
-def dragoman(meeting: Meeting, *args: str) -> str:
-    env = {**os.environ, "DRAGOMAN_KAFKA_BOOTSTRAP": meeting.broker}
-    done = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture
@@ -87,9 +80,9 @@ async def test_a_dead_letter_is_redriven_after_its_cause_is_removed(
     await wait_for(lambda: letter_with(3), timeout=30)
     first = await letter_with(3)
     assert first is not None and first.status == "dead" and "not installed" in first.letter.error
-    listing = dragoman(meeting, "dlq", "list", "--stage", "flaky")
+    listing = dragoman(meeting, "dlq", "list", "--stage", "flaky").stdout
     assert f"{first.letter.letter_id}" in listing and "dead" in listing
-    shown = dragoman(meeting, "dlq", "show", first.letter.letter_id)
+    shown = dragoman(meeting, "dlq", "show", first.letter.letter_id).stdout
     assert '"text": "bonjour"' in shown and "not installed" in shown
 
     # Re-driven while the cause is still there: it fails again and comes back with six attempts.
@@ -99,7 +92,7 @@ async def test_a_dead_letter_is_redriven_after_its_cause_is_removed(
 
     # The cause removed, a re-drive of everything still dead processes it.
     cause.unlink()
-    output = dragoman(meeting, "dlq", "redrive", "--stage", "flaky")
+    output = dragoman(meeting, "dlq", "redrive", "--stage", "flaky").stdout
     assert "re-drove 1 letters" in output
 
     async def processed() -> bool:
@@ -110,4 +103,4 @@ async def test_a_dead_letter_is_redriven_after_its_cause_is_removed(
         x for x in await dlq.letters(meeting.broker, stage="flaky") if utterance.encode() in (x.letter.value or b"")
     ]
     assert [(x.letter.attempts, x.status) for x in letters] == [(3, "redriven"), (6, "redriven")]
-    assert "redriven" in dragoman(meeting, "dlq", "list", "--stage", "flaky")
+    assert "redriven" in dragoman(meeting, "dlq", "list", "--stage", "flaky").stdout

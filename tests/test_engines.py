@@ -13,6 +13,7 @@ from agents.bench import (
     MEETING_SENTENCES,
     bench_recognition,
     prompt_audio,
+    quiet_inputs,
     round_trip_wer,
     spoken_prompts,
     stream_utterance,
@@ -23,10 +24,9 @@ from agents.engines.silero import SileroVad
 from agents.engines.whisper import WhisperRecognizer
 from agents.models import COQUI_TEST_LANGUAGE, PIPER_VOICES, load_synthesizer
 from agents.stt import SpeechToText, SttConfig, normalize_text
-from agents.tts import to_pcm16
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings
-from tests.speech import prompt_pcm, silence
+from tests.speech import prompt_pcm
 
 PATHS = ModelPaths(get_settings().models_dir)
 
@@ -77,22 +77,12 @@ def test_partial_captions_of_recorded_speech_only_grow(
             assert later.startswith(earlier), captions
 
 
-def breathing(seconds: float, rng: np.random.Generator) -> bytes:
-    """Slow breaths close to a microphone: low-passed noise swelling and fading every two seconds."""
-    t = np.arange(int(16_000 * seconds)) / 16_000
-    air = np.convolve(rng.normal(0, 1, len(t)), np.ones(40) / 40, mode="same")
-    return to_pcm16((0.05 * np.clip(np.sin(np.pi * t), 0, None) ** 2 * air / np.abs(air).max()).astype(np.float32))
-
-
 def test_silence_room_noise_and_breathing_give_no_caption_with_real_engines(
     tiny: WhisperRecognizer, vad: SileroVad
 ) -> None:
     stt = SpeechToText(tiny, vad, SttConfig())
-    rng = np.random.default_rng(1)
-    noise = to_pcm16(rng.normal(0, 0.004, 16_000 * 10).astype(np.float32))
-    hum = to_pcm16((0.01 * np.sin(2 * np.pi * 50 * np.arange(16_000 * 5) / 16_000)).astype(np.float32))
-    quiet = silence(10) + noise + hum + breathing(8, rng)
-    streamed = stream_utterance(stt, np.frombuffer(quiet, "<i2").astype(np.float32) / 32768, "en", session="quiet")
+    quiet = np.concatenate(list(quiet_inputs(np.random.default_rng(1)).values()))  # 10 s of each, in a row
+    streamed = stream_utterance(stt, quiet, "en", session="quiet")
     assert streamed.captions == {}
 
 

@@ -7,13 +7,12 @@ import asyncio
 import uuid
 
 import aiohttp
-import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import DeadLetter, decode
 from streams.topics import AUDIO_RAW, DLQ, ROOM_EVENTS, TEXT_ORIGINAL
-from tests.conftest import Meeting, socket_url
+from tests.conftest import Meeting, socket_url, worker
 from tests.speech import prompt_pcm, prompt_transcripts, silence, word_error_rate
 
 pytestmark = pytest.mark.integration
@@ -52,14 +51,6 @@ async def test_poison_messages_go_to_the_dead_letter_queue(meeting: Meeting) -> 
     assert letters[poison[TEXT_ORIGINAL.name]].stage == "translate"
 
 
-def stt_worker() -> psutil.Process:
-    """The STT worker of the session's `dragoman up` (a grandchild of this test process)."""
-    for process in psutil.Process().children(recursive=True):
-        if process.cmdline()[-3:] == ["worker", "--stage", "stt"]:
-            return process
-    raise LookupError("no stt worker")
-
-
 async def test_a_worker_killed_mid_utterance_loses_no_speech(meeting: Meeting) -> None:
     """Audio of an open utterance stays unacknowledged, so the restarted worker replays it."""
     room = f"crash-{uuid.uuid4().hex[:8]}"
@@ -76,7 +67,7 @@ async def test_a_worker_killed_mid_utterance_loses_no_speech(meeting: Meeting) -
                 await asyncio.sleep(0.1)
 
         await send(silence(0.5) + speech[:half])
-        victim = stt_worker()
+        victim = worker(meeting, "stt")
         victim.kill()  # SIGKILL: no clean shutdown, no last commit
         await send(speech[half:] + silence(1.5))
         finals: list[str] = []
@@ -84,7 +75,7 @@ async def test_a_worker_killed_mid_utterance_loses_no_speech(meeting: Meeting) -
             caption = await captions.receive_json(timeout=90)
             if caption["is_final"]:
                 finals.append(str(caption["text"]))
-        assert stt_worker().pid != victim.pid
+        assert worker(meeting, "stt").pid != victim.pid
         await speaker.close()
         await captions.close()
     assert word_error_rate([prompt_transcripts("en")["agent-alreadyon"]], finals) <= 0.2, finals

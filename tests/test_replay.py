@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +17,7 @@ import pytest
 import webvtt
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from tests.conftest import Meeting
+from tests.conftest import Meeting, dragoman
 from tests.speech import PROMPTS, prompt_pcm, silence
 from tests.test_meeting import FRAME_BYTES, Received, collect, wait_until
 from web.auth import mint
@@ -28,13 +25,6 @@ from web.auth import mint
 pytestmark = pytest.mark.integration
 
 SPEAKER_NAME = "Carlos Ruiz"
-
-
-def dragoman(meeting: Meeting, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DRAGOMAN_KAFKA_BOOTSTRAP": meeting.broker}
-    done = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 def voiced_span(pcm: bytes) -> tuple[float, float]:

@@ -13,23 +13,15 @@ import asyncio
 import uuid
 
 import aiohttp
-import psutil
 import pytest
 
-from tests.conftest import Meeting
+from tests.conftest import Meeting, worker
 from tests.speech import prompt_pcm, prompt_transcripts, silence, word_error_rate
 from web.auth import mint
 
 pytestmark = pytest.mark.integration
 
 FRAME = 3_200
-
-
-def worker(system: Meeting, stage: str) -> psutil.Process:
-    for process in psutil.Process(system.pid).children(recursive=True):
-        if process.cmdline()[-3:] == ["worker", "--stage", stage]:
-            return process
-    raise LookupError(f"no {stage} worker")
 
 
 async def test_two_speakers_in_one_partition_lose_nothing_when_stt_is_killed(production: Meeting) -> None:
