@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import DeadLetter, Envelope, RoomEvent, StageLoad, UtteranceDropped, decode, encode
 from streams import metrics
+from streams.broker import ensure_topics
 from streams.dlq import prior_attempts
 from streams.rooms import RoomState, apply_event
 from streams.settings import Settings
@@ -105,6 +106,7 @@ class StageApp(faust.App):
         )
         self.stage = stage
         self.settings = settings
+        self._bootstrap = bootstrap
         # One inference thread: transforms keep per-stream state and engines hold one model each;
         # a stage scales out with more worker processes, not threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=stage)
@@ -139,6 +141,11 @@ class StageApp(faust.App):
                                partitions=self.owned_partitions(), backlog_s=backlog_s, busy=busy,
                                active_streams=active)  # fmt: skip
             await self._load_topic.send(key=report.key.encode(), value=encode(report))
+
+    async def on_first_start(self) -> None:
+        """Before the consumer subscribes: every topic exists with its partitions and config."""
+        await super().on_first_start()
+        await ensure_topics(self._bootstrap, self.settings.partitions)
 
     def owned_partitions(self) -> tuple[int, ...]:
         return tuple(sorted(tp.partition for tp in self.consumer.assignment() if tp.topic == self._source))

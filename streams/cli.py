@@ -65,10 +65,11 @@ def _wait_for_signal(poll: Callable[[], str | None] = lambda: None) -> str:
 
 
 def cmd_broker(args: argparse.Namespace) -> None:
-    from streams.broker import EmbeddedBroker
+    from streams.broker import EmbeddedBroker, ensure_topics
 
     settings = get_settings()
-    with EmbeddedBroker(args.port or settings.broker_port).start(settings.partitions) as broker:
+    with EmbeddedBroker(args.port or settings.broker_port).start() as broker:
+        asyncio.run(ensure_topics(broker.bootstrap, settings.partitions))
         print(f"broker ready: {broker.bootstrap}", flush=True)
         _wait_for_signal()
 
@@ -203,10 +204,9 @@ def running_system(settings: Settings) -> Iterator[System]:
     broker = None
     bootstrap = settings.kafka_bootstrap
     if not bootstrap:
-        broker = EmbeddedBroker(settings.broker_port).start(settings.partitions)
+        broker = EmbeddedBroker(settings.broker_port).start()
         bootstrap = broker.bootstrap
-    else:
-        asyncio.run(ensure_topics(bootstrap, settings.partitions))
+    asyncio.run(ensure_topics(bootstrap, settings.partitions))  # once, before five processes each check them
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
     supervisor = Supervisor({"DRAGOMAN_KAFKA_BOOTSTRAP": bootstrap, "DRAGOMAN_JWT_SECRET": secret})
     metrics_server = _serve_supervisor_metrics(settings, broker)

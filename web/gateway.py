@@ -12,6 +12,7 @@ import uuid
 from aiohttp import web
 
 from streams import metrics
+from streams.broker import ensure_topics
 from streams.settings import Settings
 from streams.topics import STAGE_SOURCES
 from web.admission import Admission, PipelineLoad
@@ -40,6 +41,7 @@ class Gateway:
         metrics.ACTIVE_SPEAKERS.set_function(lambda: self.load.active_streams("stt", time.time()))
 
     async def start(self, app: web.Application) -> None:
+        await ensure_topics(self.bootstrap, self.settings.partitions)
         await self.ingest.start()
         await self.egress.start()
 
