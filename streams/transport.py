@@ -5,17 +5,19 @@ embedded broker) never wakes a waiting fetch when data arrives, so that wait
 *is* each hop's delivery latency: 1.5 s per stage. This transport is
 registered under the ``dragoman://`` URL scheme through Faust's own
 ``faust.transports`` entry point (see pyproject.toml), and sets the wait from
-``Settings.fetch_max_wait_ms`` on every consumer Faust creates, and owns where
-the consumer commits (:meth:`Consumer._new_offset`).
+``Settings.fetch_max_wait_ms`` on every consumer Faust creates, owns where
+the consumer commits (:meth:`Consumer._new_offset`), and tells its member id.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, cast
 
 import aiokafka
+from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 
 from streams.settings import get_settings
 
@@ -30,6 +32,55 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class Consumer(faust_aiokafka.Consumer):
+    """Faust's consumer, with the commit rule owned here (:meth:`_new_offset`) and delivery made
+    at least once across rebalances (:meth:`getmany`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fetch_again: dict[TP, tuple[int, bool]] = {}
+        """Per partition: the first message held back during a rebalance, and whether it was sought."""
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's fetch loop, minus messages that Faust would throw away.
+
+        Faust ends a rebalance's table recovery (``Recovery.on_recovery_completed``) by resuming
+        the partitions, seeking them to their committed offsets, and then resuming flow control,
+        which clears every stream's queue. Messages fetched after that seek and queued before the
+        clear are thrown away and never fetched again; on a worker's first start flow control was
+        never suspended, so nothing held them back. A translate worker taking over lost the final
+        it had to translate. Here, until recovery has completed and while flow is suspended, stream
+        messages (not changelogs: recovery reads those) are held back, and the partition is sought
+        back to the first of them afterwards.
+        """
+        tables = cast(TableManager, self.app.tables)
+        async for tp, message in super().getmany(timeout):
+            if tp.topic in tables.changelog_topics:  # what recovery itself reads
+                yield tp, message
+                continue
+            if not (self.app.flow_control.is_active() and tables.recovery.completed.is_set()):
+                self._fetch_again.setdefault(tp, (message.offset, False))
+                continue
+            if tp in self._fetch_again:
+                first, sought = self._fetch_again[tp]
+                if message.offset > first:  # what followed the held-back messages: it comes again after them
+                    if not sought:
+                        self._fetch_again[tp] = (first, True)
+                        await self.seek(tp, first)
+                    continue
+                del self._fetch_again[tp]
+            yield tp, message
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:  # whoever owns it next starts from its committed offset
+            self._fetch_again.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    @property
+    def member_id(self) -> str:
+        """This worker's id in its consumer group (Faust's own driver reads the generation there)."""
+        thread = cast(ConsumerThread, self._thread)
+        return str(thread._ensure_consumer()._coordinator.member_id)
+
     def _new_offset(self, tp: TP) -> int | None:
         """Where to commit ``tp``: the first offset not yet done, and never past a held message.
 
