@@ -37,6 +37,7 @@ from streams.rooms import RoomState, apply_event
 from streams.settings import Settings
 from streams.stage import Dropped, StageTransform
 from streams.topics import BY_RECORD, DLQ, PIPELINE_LOAD, ROOM_EVENTS, TopicSpec
+from streams.transport import Consumer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,7 +81,9 @@ class LoadMeter:
 class StageApp(faust.App):
     """A Faust app for one stage, configured from :class:`Settings`."""
 
-    def __init__(self, stage: str, settings: Settings, bootstrap: str, web_port: int) -> None:
+    def __init__(
+        self, stage: str, settings: Settings, bootstrap: str, web_port: int, member_file: Path | None = None
+    ) -> None:
         super().__init__(
             f"dragoman-{stage}",
             broker=[f"dragoman://{server}" for server in bootstrap.split(",")],
@@ -107,6 +110,8 @@ class StageApp(faust.App):
         self.stage = stage
         self.settings = settings
         self._bootstrap = bootstrap
+        if member_file is not None:
+            self.on_partitions_assigned.connect(functools.partial(self._write_member_id, member_file))
         # One inference thread: transforms keep per-stream state and engines hold one model each;
         # a stage scales out with more worker processes, not threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=stage)
@@ -146,6 +151,12 @@ class StageApp(faust.App):
         """Before the consumer subscribes: every topic exists with its partitions and config."""
         await super().on_first_start()
         await ensure_topics(self._bootstrap, self.settings.partitions)
+
+    async def _write_member_id(self, member_file: Path, sender: object, *args: object, **kwargs: object) -> None:
+        """For the supervisor, which removes this member from its group if the process dies."""
+        partial = member_file.with_suffix(".partial")
+        partial.write_text(cast(Consumer, self.consumer).member_id)
+        partial.replace(member_file)
 
     def owned_partitions(self) -> tuple[int, ...]:
         return tuple(sorted(tp.partition for tp in self.consumer.assignment() if tp.topic == self._source))

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from streams.supervisor import Supervisor
 
 STAGES = tuple(STAGE_SOURCES)
+REALTIME_STAGES = ("stt", "translate", "tts")
+"""Stages a meeting waits on: each keeps a warm spare under `up`, so a crash costs a rebalance, not
+a model load. File transcription is not live; its worker is simply restarted."""
 READY_TIMEOUT_S = 300.0
 
 log = logging.getLogger("dragoman")
@@ -84,6 +87,11 @@ def cmd_topics(args: argparse.Namespace) -> None:
         print(f"{spec.name:<28} {' '.join(f'{k}={v}' for k, v in spec.kafka_config().items())}")
 
 
+def _spawn_workers(supervisor: Supervisor) -> None:
+    for stage in STAGES:
+        supervisor.spawn(stage, ["worker", "--stage", stage], group=f"dragoman-{stage}")
+
+
 def _worker_port(settings: Settings, stage: str) -> int:
     return settings.worker_web_port + STAGES.index(stage)
 
@@ -95,8 +103,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
         from streams.supervisor import Supervisor
 
         supervisor = Supervisor({})
-        for stage in STAGES:
-            supervisor.spawn(stage, ["worker", "--stage", stage])
+        _spawn_workers(supervisor)
+        for stage in REALTIME_STAGES:
+            supervisor.stand_by(stage)
         given_up = supervisor.restart_exited
         reason = _wait_for_signal(lambda: f"{failed} kept crashing" if (failed := given_up()) else None)
         log.info("stopping workers (%s)", reason)
@@ -109,7 +118,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from streams import logs, metrics
     from streams.app import StageApp
 
-    app = StageApp(args.stage, settings, bootstrap, web_port=_worker_port(settings, args.stage))
+    port = _worker_port(settings, args.stage)
+    app = StageApp(args.stage, settings, bootstrap, web_port=port, member_file=args.member_file)
     stages = {
         "stt": stt.register,
         "translate": translate.register,
@@ -119,6 +129,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     stages[args.stage](app)
     metrics.MODEL_LOAD.labels(args.stage).set(time.perf_counter() - started)
+    if args.standby:
+        log.info("%s: models warm, standing by", args.stage)
+        args.standby.touch()
+        if not sys.stdin.readline():  # end of file: the supervisor is gone
+            return
+        log.warning("%s: taking over", args.stage)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, logging_config=logs.config(settings.log_format))
     if not sys.stdout.isatty():
         worker.spinner = None  # its cursor codes would land in up's console and in log files
@@ -211,14 +227,15 @@ def running_system(settings: Settings) -> Iterator[System]:
     supervisor = Supervisor({"DRAGOMAN_KAFKA_BOOTSTRAP": bootstrap, "DRAGOMAN_JWT_SECRET": secret})
     metrics_server = _serve_supervisor_metrics(settings, broker)
     try:
-        for stage in STAGES:
-            supervisor.spawn(stage, ["worker", "--stage", stage])
+        _spawn_workers(supervisor)
         supervisor.spawn("gateway", ["gateway"])
         url = f"http://{settings.host}:{settings.port}"
         try:  # every stage owns every partition with warm models (see the gateway's /readyz)
             supervisor.wait_until_ready([f"{url}/readyz"], READY_TIMEOUT_S)
         except RuntimeError as exc:
             sys.exit(f"dragoman: {exc}")
+        for stage in REALTIME_STAGES:  # after readiness: loading them would only slow the start
+            supervisor.stand_by(stage)
         yield System(url, bootstrap, secret, supervisor)
     finally:
         supervisor.stop()
@@ -279,11 +296,11 @@ def _bench_load(args: argparse.Namespace) -> None:
     """Recorded prompts in the speakers' language, streamed by N rooms at once (see streams.bench_load)."""
     from agents.bench import prompt_audio, spoken_prompts
     from agents.tts import to_pcm16
-    from streams.bench_load import bench_load
+    from streams.bench_load import bench_load, trim_silence
 
     settings = get_settings()
     names = spoken_prompts(args.language, args.utterances or 8)
-    speech = [to_pcm16(prompt_audio(args.language, name)) for name in names]
+    speech = [trim_silence(to_pcm16(prompt_audio(args.language, name))) for name in names]
     listen = "es" if args.language == "en" else "en"
     rooms = [int(n) for n in args.rooms.split(",")]
     stt_metrics = args.stt_metrics or f"http://127.0.0.1:{_worker_port(settings, 'stt')}/metrics"
@@ -386,6 +403,13 @@ def main(argv: list[str] | None = None) -> None:
     worker = sub.add_parser("worker", help="one pipeline stage (a Faust app), or all of them")
     worker.add_argument("--stage", choices=[*STAGES, "all"], required=True)
     worker.add_argument("--loglevel", default="WARNING")
+    worker.add_argument("--member-file", type=Path, help="where to write its consumer-group member id (for `up`)")
+    worker.add_argument(
+        "--standby",
+        type=Path,
+        metavar="WARM_FILE",
+        help="a spare: load and warm the models, create WARM_FILE, then wait for a line on stdin to start",
+    )
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("gateway", help="the WebSocket gateway").set_defaults(func=cmd_gateway)
     sub.add_parser(

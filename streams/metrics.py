@@ -88,6 +88,9 @@ ACTIVE_SPEAKERS = Gauge(
     "dragoman_active_speakers", "Speakers whose audio the speech stage took in the last few seconds (its reports)."
 )
 RESTARTS = Counter("dragoman_restarts_total", "Children `dragoman up` started again after they died.", ["process"])
+SPARE_WARM = Gauge(
+    "dragoman_spare_warm", "1 while a worker's warm spare stands by under `dragoman up` to take over.", ["process"]
+)
 
 
 def observe_last_stage(record: Record) -> None:

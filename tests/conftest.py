@@ -3,6 +3,7 @@ with its embedded broker, three workers and the gateway, once per test session."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -21,6 +22,7 @@ import psutil
 import pytest
 
 from streams.broker import free_port
+from streams.cli import REALTIME_STAGES, STAGES
 from web.auth import mint
 
 READY = re.compile(r"dragoman ready: (?P<url>http://[^/]+)/#token=(?P<token>\S+) broker=(?P<broker>\S+)")
@@ -127,11 +129,28 @@ def dragoman(system: Meeting, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+async def spares_warm(system: Meeting, timeout_s: float = 120) -> None:
+    """Wait until every live stage of ``system`` has a warm spare (``dragoman_spare_warm`` on up's
+    /metrics): a worker killed before its spare is warm is replaced at the speed of a cold start."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"http://127.0.0.1:{system.worker_port + len(STAGES)}/metrics") as response:
+                warm = re.findall(r'^dragoman_spare_warm\{process="(\w+)"\} 1\.0$', await response.text(), re.M)
+            if set(warm) >= set(REALTIME_STAGES):
+                return
+            assert time.monotonic() < deadline, f"spares warm after {timeout_s} s: {warm}"
+            await asyncio.sleep(0.5)
+
+
 def worker(system: Meeting, stage: str) -> psutil.Process:
-    """``system``'s worker of ``stage`` (a child of its `dragoman up`)."""
+    """``system``'s live worker of ``stage``: the child of its `dragoman up` serving the stage's port
+    (its warm spare, which has the same command line, serves nothing until it takes over)."""
+    port = system.worker_port + STAGES.index(stage)
     for process in psutil.Process(system.pid).children(recursive=True):
-        if process.cmdline()[-3:] == ["worker", "--stage", stage]:
-            return process
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in process.net_connections("tcp")):
+                return process
     raise LookupError(f"no {stage} worker")
 
 
