@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import RoomEvent, RoomEventKind, Signal, SignalKind, StageLoad, SynthesizedAudio, Transcript, Translation
+from schemas import (
+    RoomEvent,
+    RoomEventKind,
+    Signal,
+    SignalKind,
+    StageLoad,
+    SynthesizedAudio,
+    Transcript,
+    Translation,
+    UtteranceDropped,
+)
 from streams.rooms import apply_event, listening_languages
 from web import auth
 from web.admission import Admission, PipelineLoad
@@ -148,7 +158,47 @@ def test_routing_by_room_language_and_never_to_the_speaker() -> None:
     assert [json.loads(m)["type"] for m in last[ana_audio]] == ["audio_end"]
 
     router.remove(ana_audio)
-    assert router.route(_chunk(0, is_last=False)) == []
+    assert router.route(_chunk(0, is_last=False).model_copy(update={"utterance_id": "s:1"})) == []
+
+
+def test_work_a_stage_redid_after_a_crash_reaches_no_socket_twice() -> None:
+    router = Router()
+    viewer, listener = Connection("captions", "r", "v1", "bo", None), Connection("audio", "r", "a1", "ana", "en")
+    router.add(viewer)
+    router.add(listener)
+
+    def texts(record: Transcript | SynthesizedAudio | UtteranceDropped) -> list[str | bytes]:
+        return [m for _, messages in router.route(record) for m in messages]
+
+    partial = _transcript("es").model_copy(update={"is_final": False})
+    assert len(texts(partial.model_copy(update={"revision": 1}))) == 1
+    assert texts(partial.model_copy(update={"revision": 1})) == texts(partial) == []  # redone from the start
+    final = _transcript("es").model_copy(update={"revision": 2})
+    assert len(texts(final)) == 1
+    assert texts(final) == texts(partial.model_copy(update={"revision": 5})) == []
+    assert texts(UtteranceDropped.of(final, "stt", "stale")) == []  # a replay found it stale: it was delivered
+
+    assert [json.loads(m)["type"] for m in texts(_chunk(0, is_last=False)) if isinstance(m, str)] == ["audio_start"]
+    assert texts(_chunk(0, is_last=False)) == []  # a TTS retry: no second audio_start
+    assert [json.loads(m)["type"] for m in texts(_chunk(1, is_last=True, pcm=b""))] == ["audio_end"]
+    assert len(texts(final.model_copy(update={"utterance_id": "s:1"}))) == 1  # another utterance is news
+
+
+def test_records_re_read_at_start_are_remembered_not_sent() -> None:
+    router = Router()
+    viewer = Connection("captions", "r", "v1", "bo", None)
+    router.add(viewer)
+    assert router.route(_transcript("es"), live=False) == []
+    assert router.route(_transcript("es")) == []  # and it is not news later either
+    assert [json.loads(m)["backlog"] for m in router.add(Connection("captions", "r", "v2", "cy", None))] == [True]
+
+
+def test_a_room_s_state_is_freed_when_its_last_participant_leaves() -> None:
+    router = Router()
+    router.route(_event(RoomEventKind.JOINED, "c1", "carlos", speak="es", listen="es"))
+    router.route(_transcript("es"))
+    router.route(_event(RoomEventKind.LEFT, "c1", "carlos", speak="es", listen="es"))
+    assert router.rooms == {} and router.add(Connection("captions", "r", "v1", "bo", None)) == []
 
 
 async def test_a_full_outbox_drops_the_oldest_audio_and_says_so() -> None:

@@ -1,10 +1,12 @@
 """Egress: one consumer per gateway process, fanning records out to local sockets.
 
-No consumer group: this process reads every partition itself. Room membership
-and finished transcripts from the beginning (every gateway knows every room and
-every transcript), recent captions for a late joiner's backlog, the rest from
-the tail. It shares nothing with ingest but the event loop: a failing consumer
-is restarted on its own and never stops ingest, and the reverse.
+No consumer group: this process reads every partition itself. At first start: room
+membership and finished transcripts from the beginning (every gateway knows every
+room and every transcript), recent captions for a late joiner's backlog (remembered,
+not sent: they are not news to anyone connected), the rest from the tail. A consumer
+that failed is restarted where it stopped, so sockets miss nothing it could still
+read and get nothing twice. It shares nothing with ingest but the event loop: a
+failing consumer is restarted on its own and never stops ingest, and the reverse.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ class Egress:
         self._transcriptions = transcriptions
         self.running = False
         self.live_since = float("inf")
-        """Records sent before this were re-read at start: routed (backlog), not measured."""
+        """Records sent before this were re-read at first start: remembered (backlog), not sent or measured."""
+        self._positions: dict[TopicPartition, int] = {}
+        """The next offset of every partition read so far: where a restarted consumer resumes."""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -84,14 +88,18 @@ class Egress:
 
             heads, tails = partitions(EGRESS_STATE_TOPICS), partitions(EGRESS_TOPICS)
             consumer.assign(heads + tails)
-            await consumer.seek_to_beginning(*heads)
-            ends = await consumer.end_offsets(tails)
-            for tp in tails:
+            await consumer.seek_to_beginning(*[tp for tp in heads if tp not in self._positions])
+            ends = await consumer.end_offsets([tp for tp in tails if tp not in self._positions])
+            for tp, end in ends.items():
                 replay = BACKLOG_REPLAY if tp.topic in (TEXT_ORIGINAL.name, TEXT_TRANSLATED.name) else 0
-                consumer.seek(tp, max(0, ends[tp] - replay))
-            self.live_since = time.time()
+                consumer.seek(tp, max(0, end - replay))
+            for tp, position in self._positions.items():
+                consumer.seek(tp, position)
+            if not self._positions:
+                self.live_since = time.time()
             self.running = True
             async for message in consumer:
+                self._positions[TopicPartition(message.topic, message.partition)] = message.offset + 1
                 try:
                     record = decode(cast(type[Envelope], BY_NAME[message.topic].record), message.value)
                 except ValueError as exc:
@@ -108,10 +116,10 @@ class Egress:
 
     def deliver(self, record: Record) -> None:
         """Hand ``record`` to the outboxes of the local sockets the router picks."""
-        now = time.time()
-        if record.timings and record.timings[-1].sent_at >= self.live_since:
-            _observe(record, now)
-        for connection, messages in self._router.route(record):
+        live = not record.timings or record.timings[-1].sent_at >= self.live_since
+        if live and record.timings:
+            _observe(record, time.time())
+        for connection, messages in self._router.route(record, live):
             for message in messages:
                 connection.outbox.put(message)
 

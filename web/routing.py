@@ -108,13 +108,46 @@ def participants_message(state: RoomState) -> str:
     return json.dumps({"type": "participants", "participants": listing})
 
 
+@dataclass
+class _Progress:
+    """What a room's sockets already got of one utterance in one language."""
+
+    revision: int = -1
+    final: bool = False
+    dropped: bool = False
+    chunks: set[int] = field(default_factory=set)
+
+
+def is_repeat(progress: _Progress, record: Record) -> bool:
+    """Whether ``record`` repeats what was delivered (and if not, take note of it). Stages work at least
+    once: after a crash a worker redoes what its predecessor had not committed, so the same final, a
+    partial older than one shown, a synthesized chunk (a second ``audio_start``) or the announcement
+    of an utterance that was delivered can come again. Sockets see each once."""
+    if isinstance(record, Transcript):
+        if progress.final or (not record.is_final and record.revision <= progress.revision):
+            return True
+        progress.revision, progress.final = record.revision, record.is_final
+    elif isinstance(record, SynthesizedAudio):
+        if record.chunk_index in progress.chunks:
+            return True
+        progress.chunks.add(record.chunk_index)
+    elif isinstance(record, UtteranceDropped):
+        if progress.final or progress.dropped:
+            return True
+        progress.dropped = True
+    return False
+
+
 class Router:
-    """Local sockets by room, every room's participants, and each room's recent final captions."""
+    """Local sockets by room, every room's participants, each room's recent final captions, and what
+    was delivered of each utterance (so that nothing is delivered twice). A room's state is freed
+    when its last participant leaves."""
 
     def __init__(self) -> None:
         self._connections: dict[str, set[Connection]] = {}
         self.rooms: dict[str, RoomState] = {}
         self._recent: dict[str, deque[Transcript]] = {}
+        self._delivered: dict[str, dict[tuple[str, str], _Progress]] = {}
 
     @property
     def local_rooms(self) -> int:
@@ -140,16 +173,27 @@ class Router:
     def connections(self, room_id: str) -> set[Connection]:
         return self._connections.get(room_id, set())
 
-    def route(self, record: Record) -> list[tuple[Connection, list[Outgoing]]]:
-        """Who gets ``record``, and as which messages; room events and finals also update state."""
+    def route(self, record: Record, live: bool = True) -> list[tuple[Connection, list[Outgoing]]]:
+        """Who gets ``record``, and as which messages; room events and finals also update state.
+        A record that is not ``live`` (re-read at start) only updates state."""
         if isinstance(record, RoomEvent):
             self.rooms[record.room_id] = state = apply_event(self.rooms.get(record.room_id, {}), record)
             if not state:
-                del self.rooms[record.room_id]
+                for room_state in (self.rooms, self._recent, self._delivered):
+                    room_state.pop(record.room_id, None)
             update = participants_message(state)
             return [(c, [update]) for c in self.connections(record.room_id) if c.kind == "signaling"]
+        if isinstance(record, Transcript | SynthesizedAudio | UtteranceDropped):
+            progress = self._delivered.setdefault(record.room_id, {}).setdefault(
+                (record.utterance_id, record.language), _Progress()
+            )
+            if is_repeat(progress, record):
+                metrics.DROPPED.labels("gateway", "duplicate").inc()
+                return []
         if isinstance(record, Transcript) and record.is_final:
             self._recent.setdefault(record.room_id, deque(maxlen=BACKLOG_CAPTIONS)).append(record)
+        if not live:
+            return []
         deliveries: list[tuple[Connection, list[Outgoing]]] = []
         for connection in self.connections(record.room_id):
             messages = self._messages_for(connection, record)
