@@ -12,9 +12,10 @@ silence, and the bench knows when it sent its last sample). Measured:
 
 - final caption: end of speech → the original-language final arrives;
 - first translated audio: end of speech → the listener's ``audio_start``;
-- announced: utterances announced as dropped (``utterance_dropped``);
+- announced: utterances whose original was announced as dropped (``dropped``);
 - refused: utterances of speakers refused with ``overloaded`` at admission;
-- missing: none of the above: silent loss, which must be zero;
+- missing, for the original final, its translation and its translated speech (through
+  ``audio_end``): neither delivered nor announced. Silent loss, which must be zero;
 - STT CPU: the speech worker's CPU seconds per second (its ``/metrics``).
 
 Capacity is the largest N whose final-caption p90 stays within 1.5× that of
@@ -37,8 +38,9 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -68,14 +70,19 @@ class Utterance:
     ended_at: float = 0.0
     """Wall-clock time of its last sample of speech."""
     final_at: float | None = None
+    translated_at: float | None = None
     first_audio_at: float | None = None
-    announced: bool = False
+    audio_ended_at: float | None = None
+    announced: set[str] = field(default_factory=set)
+    """Languages in which it was announced as dropped."""
 
 
 @dataclass
 class Room:
     name: str
     utterances: list[Utterance]
+    speak: str
+    listen: str
     refused: bool = False
     ids: dict[str, int] = field(default_factory=dict)
     """utterance id (from the pipeline) → index of the utterance it belongs to."""
@@ -122,27 +129,39 @@ async def _listen(ws: aiohttp.ClientWebSocketResponse, room: Room, kind: str) ->
         event, now = json.loads(message.data), time.time()
         if kind == "speaker" and event.get("type") == "error" and event.get("code") == "overloaded":
             room.refused = True
-        elif event.get("event") == "caption" and event["is_final"] and event["language"] == event["source_language"]:
-            index = room.index_of(event["timestamp_ms"])
-            if index is not None:
-                room.ids[event["utterance_id"]] = index
-                room.utterances[index].final_at = now
-        elif event.get("event") == "dropped":
-            index = room.index_of(event["timestamp_ms"])
-            if index is not None:
-                room.utterances[index].announced = True
-        elif event.get("type") == "audio_start":
-            index = room.ids.get(event["utterance_id"])
-            if index is not None and room.utterances[index].first_audio_at is None:
-                room.utterances[index].first_audio_at = now
+        elif event.get("event") in ("caption", "dropped"):
+            _on_caption(room, event, now)
+        elif event.get("type") in ("audio_start", "audio_end") and event["utterance_id"] in room.ids:
+            utterance = room.utterances[room.ids[event["utterance_id"]]]
+            if event["type"] == "audio_start":
+                utterance.first_audio_at = now
+            else:
+                utterance.audio_ended_at = now
 
 
-async def _run_rooms(url: str, secret: str, rooms: int, speech: Sequence[bytes], speak: str, listen: str) -> list[Room]:
+def _on_caption(room: Room, event: dict[str, Any], now: float) -> None:
+    """A caption or a drop announcement, matched to its utterance by end of speech."""
+    index = room.index_of(event["timestamp_ms"])
+    if index is None:
+        return
+    utterance = room.utterances[index]
+    if event["event"] == "dropped":
+        utterance.announced.add(event["language"])
+    elif event["is_final"] and event["language"] == room.speak:
+        room.ids[event["utterance_id"]] = index
+        utterance.final_at = now
+    elif event["is_final"] and event["language"] == room.listen:
+        utterance.translated_at = now
+
+
+async def run_rooms(url: str, secret: str, rooms: int, speech: Sequence[bytes], speak: str, listen: str) -> list[Room]:
+    """``rooms`` meetings at once through the gateway at ``url``, each speaker streaming ``speech`` (trimmed
+    recordings) in real time; returns what each room's clients received of each utterance."""
     from web.auth import mint
 
     ws_url = url.replace("http", "ws", 1)
     cycle_s = sum(len(p) / 2 / SAMPLE_RATE + PAUSE_S for p in speech) / len(speech)
-    state = [Room(f"load-{uuid.uuid4().hex[:8]}", [Utterance() for _ in speech]) for _ in range(rooms)]
+    state = [Room(f"load-{uuid.uuid4().hex[:8]}", [Utterance() for _ in speech], speak, listen) for _ in range(rooms)]
     async with aiohttp.ClientSession() as http:
         sockets = []
         for room in state:
@@ -179,7 +198,11 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
     admitted = [r for r in rooms if not r.refused]
     finals = [u.final_at - u.ended_at for r in admitted for u in r.utterances if u.final_at]
     audio = [u.first_audio_at - u.ended_at for r in admitted for u in r.utterances if u.first_audio_at]
-    missing = sum(1 for r in admitted for u in r.utterances if u.final_at is None and not u.announced)
+
+    def missing(delivered: Callable[[Utterance], float | None], announced_in: Callable[[Room], set[str]]) -> int:
+        return sum(1 for r in admitted for u in r.utterances
+                   if delivered(u) is None and not u.announced & announced_in(r))  # fmt: skip
+
     return {
         "rooms": len(rooms),
         "utterances": sum(len(r.utterances) for r in rooms),
@@ -187,8 +210,10 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
         "final_p90_s": round(percentile(finals, 0.9), 3),
         "final_max_s": round(max(finals, default=float("nan")), 3),
         "first_audio_p50_s": round(percentile(audio, 0.5), 3),
-        "finals_missing": missing,
-        "announced": sum(1 for r in admitted for u in r.utterances if u.announced and u.final_at is None),
+        "finals_missing": missing(lambda u: u.final_at, lambda r: {r.speak}),
+        "translations_missing": missing(lambda u: u.translated_at, lambda r: {r.speak, r.listen}),
+        "audio_missing": missing(lambda u: u.audio_ended_at, lambda r: {r.speak, r.listen}),
+        "announced": sum(1 for r in admitted for u in r.utterances if r.speak in u.announced and u.final_at is None),
         "refused": sum(len(r.utterances) for r in rooms if r.refused),
         "stt_cpu_cores": None if cpu_cores is None else round(cpu_cores, 2),
     }
@@ -229,16 +254,15 @@ def bench_load(
     ``replay``: a command (to which ``--room ROOM`` is added) and its environment, to run every N
     again beside it.
     """
-    speech = [trim_silence(pcm) for pcm in speech]
     rows: list[dict[str, object]] = []
     columns = ["rooms", "final_p50_s", "final_p90_s", "final_max_s", "first_audio_p50_s", "finals_missing",
-               "announced", "refused", "stt_cpu_cores"]  # fmt: skip
+               "translations_missing", "audio_missing", "announced", "refused", "stt_cpu_cores"]  # fmt: skip
     print(" | ".join(columns), flush=True)
     recorded: list[str] = []
 
     def round_of(count: int, label: object) -> None:
         cpu_before, wall_before = stt_cpu_seconds(stt_metrics_url), time.monotonic()
-        rooms = asyncio.run(_run_rooms(url, secret, count, speech, speak, listen))
+        rooms = asyncio.run(run_rooms(url, secret, count, speech, speak, listen))
         recorded.extend(room.name for room in rooms)
         cpu_after = stt_cpu_seconds(stt_metrics_url)
         cores = None
