@@ -67,6 +67,7 @@ class RoomEventKind(enum.StrEnum):
     JOINED = "joined"
     LEFT = "left"
     LANGUAGES_CHANGED = "languages_changed"
+    RENEWED = "renewed"
 
 
 class RoomEvent(Record):
@@ -74,6 +75,11 @@ class RoomEvent(Record):
 
     Participants are connections (``session_id``), not users: one user with two
     tabs is two participants. A captions-only viewer has ``speak=None``.
+
+    Presence is a lease. Every gateway renews the participants it serves with one ``renewed``
+    event per room every third of ``Settings.presence_lease_s`` (``gateway_id`` set; no session,
+    user or languages). A participant whose gateway has not renewed within the lease has left, so
+    a gateway that dies leaves no ghosts.
     """
 
     kind: RoomEventKind
@@ -83,6 +89,8 @@ class RoomEvent(Record):
     speak: str | None = None
     listen: str
     at: float
+    gateway_id: str = ""
+    """The gateway that serves the connection (or, for ``renewed``, that renews its participants)."""
 
 
 class AudioFrame(Record):

@@ -33,7 +33,7 @@ from schemas import DeadLetter, Envelope, RoomEvent, StageLoad, UtteranceDropped
 from streams import metrics
 from streams.broker import ensure_topics
 from streams.dlq import prior_attempts
-from streams.rooms import RoomState, apply_event
+from streams.rooms import RoomState, apply_event, present
 from streams.settings import Settings
 from streams.stage import Dropped, StageTransform
 from streams.topics import BY_RECORD, DLQ, PIPELINE_LOAD, ROOM_EVENTS, TopicSpec
@@ -177,6 +177,7 @@ class StageApp(faust.App):
         The table's changelog lets a restarted worker rebuild room state.
         """
         table = self.Table("rooms", default=dict, partitions=self.settings.partitions, key_type=str)
+        lease_s = self.settings.presence_lease_s
         source = self._topic(ROOM_EVENTS)
 
         @self.agent(source, name=f"{self.stage}-rooms")
@@ -188,10 +189,10 @@ class StageApp(faust.App):
                     assert stream.current_event is not None
                     await self._dead_letter(stream.current_event, exc, attempts=1)
                     continue
-                table[event.room_id] = apply_event(table[event.room_id], event)
+                table[event.room_id] = apply_event(table[event.room_id], event, lease_s)
 
         def lookup(room_id: str) -> RoomState:
-            return dict(table[room_id])
+            return present(dict(table[room_id]), time.time(), lease_s)
 
         return lookup
 

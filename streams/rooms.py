@@ -3,6 +3,10 @@
 The ``rooms`` table holds, per room id, one entry per participant connection.
 It is a pure fold over ``room.events``; the stages that need it keep it in a
 Faust table whose changelog rebuilds it after a restart.
+
+Presence is a lease (see :class:`~schemas.RoomEvent`): an entry carries when its
+gateway last renewed it, :func:`present` keeps those renewed within the lease,
+and every event drops the entries whose lease ran out by that event's time.
 """
 
 from __future__ import annotations
@@ -12,20 +16,31 @@ from typing import Any
 from schemas import RoomEvent, RoomEventKind
 
 RoomState = dict[str, dict[str, Any]]
-"""session_id -> {"user_id", "name", "speak", "listen"} (JSON-serializable for the table)."""
+"""session_id -> {"user_id", "name", "speak", "listen", "gateway_id", "renewed_at"} (JSON, for the table)."""
 
 
-def apply_event(state: RoomState, event: RoomEvent) -> RoomState:
+def present(state: RoomState, now: float, lease_s: float) -> RoomState:
+    """The participants whose gateway renewed them within ``lease_s`` of ``now``."""
+    return {session: p for session, p in state.items() if now - p.get("renewed_at", 0.0) <= lease_s}
+
+
+def apply_event(state: RoomState, event: RoomEvent, lease_s: float) -> RoomState:
     """The room after ``event``; a new dict, so the table sees a changed value."""
-    participants = dict(state)
+    participants = present(state, event.at, lease_s)
     if event.kind is RoomEventKind.LEFT:
         participants.pop(event.session_id, None)
+    elif event.kind is RoomEventKind.RENEWED:
+        for session, p in participants.items():
+            if p["gateway_id"] == event.gateway_id:
+                participants[session] = {**p, "renewed_at": event.at}
     else:
         participants[event.session_id] = {
             "user_id": event.user_id,
             "name": event.name,
             "speak": event.speak,
             "listen": event.listen,
+            "gateway_id": event.gateway_id,
+            "renewed_at": event.at,
         }
     return participants
 

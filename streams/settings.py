@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(
         None, description="HS256 secret for client tokens. Unset: `up` makes a random one and prints a token."
     )
+    presence_lease_s: float = Field(
+        12.0,
+        gt=0,
+        description="A participant whose gateway has not renewed its presence for this long has left the room "
+        "(gateways renew every third of it, through room.events), so a dead gateway leaves no ghosts.",
+    )
     frame_group_ms: int = Field(
         100, ge=10, le=1000, description="The gateway groups client PCM into audio.raw messages of this length."
     )

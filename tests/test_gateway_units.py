@@ -21,13 +21,14 @@ from schemas import (
     Translation,
     UtteranceDropped,
 )
-from streams.rooms import apply_event, listening_languages
+from streams.rooms import apply_event, listening_languages, present
 from web import auth
 from web.admission import Admission, PipelineLoad
 from web.ingest import BadFrame, FrameGrouper, check_frame
 from web.routing import Connection, Outbox, Router
 
 K = "test-secret-of-at-least-32-bytes!"
+LEASE_S = 12.0
 
 
 def test_tokens_verify_for_their_room_or_any() -> None:
@@ -96,7 +97,7 @@ def _chunk(index: int, is_last: bool, pcm: bytes = b"\x01\x00" * 4) -> Synthesiz
 
 
 def test_signaling_relays_by_user_and_mutes_originals_during_translated_speech() -> None:
-    router = Router()
+    router = Router(LEASE_S)
     ana = Connection("signaling", "r", "a3", "ana", None)
     carlos = Connection("signaling", "r", "c3", "carlos", None)
     router.route(_event(RoomEventKind.JOINED, "a1", "ana", speak="en", listen="en"))
@@ -119,7 +120,7 @@ def test_signaling_relays_by_user_and_mutes_originals_during_translated_speech()
 
 
 def test_captions_backlog_holds_the_recent_finals_of_the_room() -> None:
-    router = Router()
+    router = Router(LEASE_S)
     for i in range(60):
         router.route(_transcript("es").model_copy(update={"utterance_id": f"s:{i}"}))
     router.route(_transcript("es").model_copy(update={"is_final": False}))
@@ -134,7 +135,7 @@ def _event(kind: RoomEventKind, session: str, user: str, speak: str | None, list
 
 
 def test_routing_by_room_language_and_never_to_the_speaker() -> None:
-    router = Router()
+    router = Router(LEASE_S)
     ana_audio = Connection("audio", "r", "a1", "ana", "en")
     carlos_audio = Connection("audio", "r", "c1", "carlos", "en")  # listens in English, but is the speaker
     ana_captions_en = Connection("captions", "r", "a2", "ana", "en")
@@ -162,7 +163,7 @@ def test_routing_by_room_language_and_never_to_the_speaker() -> None:
 
 
 def test_work_a_stage_redid_after_a_crash_reaches_no_socket_twice() -> None:
-    router = Router()
+    router = Router(LEASE_S)
     viewer, listener = Connection("captions", "r", "v1", "bo", None), Connection("audio", "r", "a1", "ana", "en")
     router.add(viewer)
     router.add(listener)
@@ -185,7 +186,7 @@ def test_work_a_stage_redid_after_a_crash_reaches_no_socket_twice() -> None:
 
 
 def test_records_re_read_at_start_are_remembered_not_sent() -> None:
-    router = Router()
+    router = Router(LEASE_S)
     viewer = Connection("captions", "r", "v1", "bo", None)
     router.add(viewer)
     assert router.route(_transcript("es"), live=False) == []
@@ -194,7 +195,7 @@ def test_records_re_read_at_start_are_remembered_not_sent() -> None:
 
 
 def test_a_room_s_state_is_freed_when_its_last_participant_leaves() -> None:
-    router = Router()
+    router = Router(LEASE_S)
     router.route(_event(RoomEventKind.JOINED, "c1", "carlos", speak="es", listen="es"))
     router.route(_transcript("es"))
     router.route(_event(RoomEventKind.LEFT, "c1", "carlos", speak="es", listen="es"))
@@ -219,11 +220,11 @@ def test_room_state_is_a_fold_over_events() -> None:
         return RoomEvent(room_id="r", kind=kind, session_id=session, user_id=session, speak=speak, listen=listen, at=0)
 
     state: dict[str, dict[str, object]] = {}
-    state = apply_event(state, event(RoomEventKind.JOINED, "a", "en"))
-    state = apply_event(state, event(RoomEventKind.JOINED, "b", "es"))
-    state = apply_event(state, event(RoomEventKind.LANGUAGES_CHANGED, "b", "de"))
+    state = apply_event(state, event(RoomEventKind.JOINED, "a", "en"), LEASE_S)
+    state = apply_event(state, event(RoomEventKind.JOINED, "b", "es"), LEASE_S)
+    state = apply_event(state, event(RoomEventKind.LANGUAGES_CHANGED, "b", "de"), LEASE_S)
     assert listening_languages(state) == {"en", "de"}
-    state = apply_event(state, event(RoomEventKind.LEFT, "a", "en"))
+    state = apply_event(state, event(RoomEventKind.LEFT, "a", "en"), LEASE_S)
     assert listening_languages(state) == {"de"}
 
 
@@ -254,3 +255,33 @@ def test_readiness_needs_every_partition_of_every_stage_owned_by_a_fresh_ready_w
     load.update(_stt_report("a", at=100.0, active=0))
     assert load.readiness(100.5) == {"stt": True, "tts": False}
     assert load.readiness(104.0) == {"stt": False, "tts": False}  # a report that old is a worker gone
+
+
+def test_presence_is_a_lease_its_gateway_renews() -> None:
+    def event(kind: RoomEventKind, session: str, gateway: str, at: float) -> RoomEvent:
+        return RoomEvent(room_id="r", kind=kind, session_id=session, user_id=session, listen="en", at=at,
+                         gateway_id=gateway)  # fmt: skip
+
+    state = apply_event({}, event(RoomEventKind.JOINED, "a", "g1", 0.0), LEASE_S)
+    state = apply_event(state, event(RoomEventKind.JOINED, "b", "g2", 1.0), LEASE_S)
+    state = apply_event(state, event(RoomEventKind.RENEWED, "", "g1", 10.0), LEASE_S)
+    assert set(present(state, 12.5, LEASE_S)) == {"a", "b"}
+    assert set(present(state, 13.5, LEASE_S)) == {"a"}  # g2 stopped renewing at 1.0
+    state = apply_event(state, event(RoomEventKind.RENEWED, "", "g1", 20.0), LEASE_S)
+    assert set(state) == {"a"}  # the table forgets b at the next event
+
+
+def test_participants_whose_gateway_stopped_renewing_leave_and_the_room_is_told() -> None:
+    router = Router(LEASE_S)
+    watcher = Connection("signaling", "r", "w1", "ana", None)
+    router.add(watcher)
+    now = time.time()
+    for session, gateway in (("a1", "here"), ("b1", "dead"), ("c1", "dead")):
+        router.route(RoomEvent(room_id="r", kind=RoomEventKind.JOINED, session_id=session, user_id=session,
+                               speak="en", listen="en", at=now, gateway_id=gateway))  # fmt: skip
+    renewal = RoomEvent(room_id="r", kind=RoomEventKind.RENEWED, session_id="", user_id="", listen="", at=now + 8,
+                        gateway_id="here")  # fmt: skip
+    assert router.route(renewal) == []  # a renewal changes no one's presence: nothing to tell
+    assert router.expire(now + LEASE_S) == []
+    [(connection, [update])] = router.expire(now + LEASE_S + 1)
+    assert connection is watcher and [p["user_id"] for p in json.loads(update)["participants"]] == ["a1"]

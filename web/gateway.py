@@ -1,11 +1,13 @@
 """One gateway process, composed: ingest (client → topics), egress (topics → local sockets),
-the router between them, what the workers report (readiness and admission), and the file
+the router between them, presence leases, what the workers report (readiness and admission), and the file
 transcriptions waiting on results. The handlers (:mod:`web.sockets`, :mod:`web.transcription`,
 :mod:`web.app`) reach it through the aiohttp app as ``app[GATEWAY]``.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 
@@ -18,6 +20,7 @@ from streams.topics import STAGE_SOURCES
 from web.admission import Admission, PipelineLoad
 from web.egress import Egress
 from web.ingest import Ingest
+from web.presence import Presence
 from web.routing import Connection, ConnectionKind, Outbox, Router
 from web.transcripts import Transcriptions
 
@@ -27,12 +30,15 @@ class Gateway:
         self.settings = settings
         self.bootstrap = bootstrap
         self.jwt_secret = jwt_secret
-        self.router = Router()
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        """This gateway process, as presence leases name it."""
+        self.router = Router(settings.presence_lease_s)
         self.transcriptions = Transcriptions()
         self.load = PipelineLoad({stage: settings.partitions for stage in STAGE_SOURCES})
         self.admission = Admission(self.load, settings.max_speakers, settings.admit_max_backlog_s)
         self.ingest = Ingest(bootstrap, settings.max_ingest_backlog)
         self.egress = Egress(bootstrap, settings.fetch_max_wait_ms, self.router, self.load, self.transcriptions)
+        self.presence = Presence(self.router, self.ingest, self.id, settings.presence_lease_s)
         for reason in ("rate_limited", "not_admitted", "overloaded"):  # at 0 from the start, for rates and alerts
             metrics.DROPPED.labels("gateway", reason)
         for result in ("admitted", "refused"):
@@ -44,8 +50,10 @@ class Gateway:
         await ensure_topics(self.bootstrap, self.settings.partitions)
         await self.ingest.start()
         await self.egress.start()
+        await self.presence.start()
 
     async def stop(self, app: web.Application) -> None:
+        await self.presence.stop()
         await self.egress.stop()
         await self.ingest.stop()
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from schemas import Record, RoomEvent, Signal, SynthesizedAudio, Transcript, Translation, UtteranceDropped
 from streams import metrics
-from streams.rooms import RoomState, apply_event
+from streams.rooms import RoomState, apply_event, present
 
 Outgoing = str | bytes
 """A text (JSON) or binary WebSocket message."""
@@ -143,7 +143,8 @@ class Router:
     was delivered of each utterance (so that nothing is delivered twice). A room's state is freed
     when its last participant leaves."""
 
-    def __init__(self) -> None:
+    def __init__(self, lease_s: float) -> None:
+        self._lease_s = lease_s
         self._connections: dict[str, set[Connection]] = {}
         self.rooms: dict[str, RoomState] = {}
         self._recent: dict[str, deque[Transcript]] = {}
@@ -153,6 +154,10 @@ class Router:
     def local_rooms(self) -> int:
         """Rooms with at least one socket on this gateway."""
         return len(self._connections)
+
+    @property
+    def local_room_ids(self) -> list[str]:
+        return list(self._connections)
 
     def add(self, connection: Connection) -> list[Outgoing]:
         """Register a socket; returns what it gets first (captions backlog, participant list)."""
@@ -177,12 +182,7 @@ class Router:
         """Who gets ``record``, and as which messages; room events and finals also update state.
         A record that is not ``live`` (re-read at start) only updates state."""
         if isinstance(record, RoomEvent):
-            self.rooms[record.room_id] = state = apply_event(self.rooms.get(record.room_id, {}), record)
-            if not state:
-                for room_state in (self.rooms, self._recent, self._delivered):
-                    room_state.pop(record.room_id, None)
-            update = participants_message(state)
-            return [(c, [update]) for c in self.connections(record.room_id) if c.kind == "signaling"]
+            return self._room_is(record.room_id, apply_event(self.rooms.get(record.room_id, {}), record, self._lease_s))
         if isinstance(record, Transcript | SynthesizedAudio | UtteranceDropped):
             progress = self._delivered.setdefault(record.room_id, {}).setdefault(
                 (record.utterance_id, record.language), _Progress()
@@ -200,6 +200,29 @@ class Router:
             if messages:
                 deliveries.append((connection, messages))
         return deliveries
+
+    def expire(self, now: float) -> list[tuple[Connection, list[Outgoing]]]:
+        """Take out participants whose gateway stopped renewing them; their rooms' signaling sockets
+        here get the new participant list."""
+        deliveries: list[tuple[Connection, list[Outgoing]]] = []
+        for room_id, state in list(self.rooms.items()):
+            kept = present(state, now, self._lease_s)
+            if len(kept) < len(state):
+                deliveries += self._room_is(room_id, kept)
+        return deliveries
+
+    def _room_is(self, room_id: str, state: RoomState) -> list[tuple[Connection, list[Outgoing]]]:
+        """Set a room's participants (freeing its state when nobody is left); signaling sockets get
+        the participant list when it changed."""
+        before = participants_message(self.rooms.get(room_id, {}))
+        self.rooms[room_id] = state
+        if not state:
+            for room_state in (self.rooms, self._recent, self._delivered):
+                room_state.pop(room_id, None)
+        update = participants_message(state)
+        if update == before:
+            return []
+        return [(c, [update]) for c in self.connections(room_id) if c.kind == "signaling"]
 
     def listens_in(self, room_id: str, user_id: str) -> set[str]:
         """The languages a user listens in, over all their connections in the room."""

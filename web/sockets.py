@@ -153,7 +153,9 @@ async def _serve(
         log.info("/ws/%s closed (%s)", endpoint, ws.close_code, extra=ids)
 
 
-def _room_event(kind: RoomEventKind, connection: Connection, name: str, speak: str | None) -> RoomEvent:
+def _room_event(
+    kind: RoomEventKind, connection: Connection, name: str, speak: str | None, gateway_id: str
+) -> RoomEvent:
     return RoomEvent(
         room_id=connection.room_id,
         kind=kind,
@@ -163,6 +165,7 @@ def _room_event(kind: RoomEventKind, connection: Connection, name: str, speak: s
         speak=speak,
         listen=connection.language or "",
         at=time.time(),
+        gateway_id=gateway_id,
     )
 
 
@@ -190,7 +193,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             "sample_rate": SAMPLE_RATE,
         }
     )
-    await gateway.ingest.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, speak))
+    await gateway.ingest.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, speak, gateway.id))
     burst_s = gateway.settings.audio_burst_s
     audio_rate = Throttle(BYTES_PER_SECOND, burst_s, f"audio more than {burst_s:g} s ahead of real time")
     admitted = refused = False
@@ -241,7 +244,9 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=False))
             speak, listen = new_speak, new_listen
             connection.language = listen
-            await gateway.ingest.produce(_room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak))
+            await gateway.ingest.produce(
+                _room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak, gateway.id)
+            )
         else:
             return False
         return True
@@ -250,7 +255,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
         await _serve(ws, connection, gateway, "audio", on_command, on_binary=send_audio)
     finally:
         await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=True))
-        await gateway.ingest.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, speak))
+        await gateway.ingest.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, speak, gateway.id))
     return ws
 
 
@@ -265,7 +270,7 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
     connection = gateway.connection("captions", request.match_info["room"], claims.user_id, language)
     # A viewer asking for a language is a listener of it: the room translates into it.
     if language:
-        await gateway.ingest.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, None))
+        await gateway.ingest.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, None, gateway.id))
 
     async def no_commands(command: dict[str, Any]) -> bool:
         return False
@@ -274,7 +279,7 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
         await _serve(ws, connection, gateway, "captions", no_commands)
     finally:
         if language:
-            await gateway.ingest.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, None))
+            await gateway.ingest.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, None, gateway.id))
     return ws
 
 
