@@ -161,6 +161,10 @@ class EmbeddedBroker:
         return self
 
     @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def pid(self) -> int:
         assert self._process is not None, "the broker is not started"
         return self._process.pid

@@ -27,8 +27,6 @@ from streams.settings import Settings, get_settings
 from streams.topics import STAGE_SOURCES
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from streams.broker import EmbeddedBroker
     from streams.supervisor import Supervisor
 
@@ -192,17 +190,27 @@ class System:
     bootstrap: str
     secret: str
     supervisor: Supervisor
+    broker_alive: Callable[[], bool]
+    """False once the embedded broker (if this system started one) has died."""
 
 
-def _serve_supervisor_metrics(settings: Settings, broker: EmbeddedBroker | None) -> WSGIServer:
+@contextlib.contextmanager
+def _supervisor_metrics(settings: Settings, broker: EmbeddedBroker | None) -> Iterator[None]:
     """``up``'s own /metrics, on the port after the workers': restarts of its children, and the
     embedded broker's memory (``dragoman_broker_process_*``; it only grows, see README)."""
     from prometheus_client import REGISTRY, ProcessCollector, start_http_server
 
+    collector = None
     if broker is not None:
-        ProcessCollector(namespace="dragoman_broker", pid=lambda: broker.pid, registry=REGISTRY)
+        collector = ProcessCollector(namespace="dragoman_broker", pid=lambda: broker.pid, registry=REGISTRY)
     server, _thread = start_http_server(settings.worker_web_port + len(STAGES), addr=settings.worker_web_host)
-    return server
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        if collector is not None:
+            REGISTRY.unregister(collector)
 
 
 @contextlib.contextmanager
@@ -225,7 +233,6 @@ def running_system(settings: Settings) -> Iterator[System]:
     asyncio.run(ensure_topics(bootstrap, settings.partitions))  # once, before five processes each check them
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
     supervisor = Supervisor({"DRAGOMAN_KAFKA_BOOTSTRAP": bootstrap, "DRAGOMAN_JWT_SECRET": secret})
-    metrics_server = _serve_supervisor_metrics(settings, broker)
     try:
         _spawn_workers(supervisor)
         supervisor.spawn("gateway", ["gateway"])
@@ -236,12 +243,15 @@ def running_system(settings: Settings) -> Iterator[System]:
             sys.exit(f"dragoman: {exc}")
         for stage in REALTIME_STAGES:  # after readiness: loading them would only slow the start
             supervisor.stand_by(stage)
-        yield System(url, bootstrap, secret, supervisor)
+        with _supervisor_metrics(settings, broker):
+            yield System(url, bootstrap, secret, supervisor, lambda: broker is None or broker.alive)
     finally:
         supervisor.stop()
-        metrics_server.shutdown()
         if broker:
             broker.stop()
+
+
+BROKER_DIED = "the embedded broker died"
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -249,18 +259,32 @@ def cmd_up(args: argparse.Namespace) -> None:
     from web.auth import mint
 
     settings = get_settings()
-    with running_system(settings) as system:
-        if warning := translation_warning(settings):
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
-        token = mint(system.secret, "*", "demo", name="Demo")
-        # A secret made for this run is printed so that `dragoman token` can mint more with it.
-        secret = "" if settings.jwt_secret else f" secret={system.secret}"
-        # The host token goes in the fragment: browsers never send it, so no server log holds it.
-        print(f"dragoman ready: {system.url}/#token={token} broker={system.bootstrap}{secret}", flush=True)
-        # A crashed child is started again; one that keeps crashing stops everything.
-        given_up = system.supervisor.restart_exited
-        reason = _wait_for_signal(lambda: f"{failed} kept crashing" if (failed := given_up()) else None)
-        log.warning("stopping (%s)", reason)
+    while True:
+        with running_system(settings) as system:
+            if warning := translation_warning(settings):
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
+            token = mint(system.secret, "*", "demo", name="Demo")
+            # A secret made for this run is printed so that `dragoman token` can mint more with it.
+            secret = "" if settings.jwt_secret else f" secret={system.secret}"
+            # The host token goes in the fragment: browsers never send it, so no server log holds it.
+            print(f"dragoman ready: {system.url}/#token={token} broker={system.bootstrap}{secret}", flush=True)
+
+            def trouble() -> str | None:
+                """A dead embedded broker takes everything with it; a crashed child is started again,
+                and one that keeps crashing stops everything."""
+                if not system.broker_alive():
+                    return BROKER_DIED
+                failed = system.supervisor.restart_exited()
+                return f"{failed} kept crashing" if failed else None
+
+            reason = _wait_for_signal(trouble)
+            log.warning("stopping (%s)", reason)
+        if reason != BROKER_DIED:
+            return
+        # Same port and secret: clients reconnect to the same addresses with the same tokens.
+        port = int(system.bootstrap.rsplit(":", 1)[1])
+        settings = settings.model_copy(update={"broker_port": port, "jwt_secret": system.secret})
+        log.error("starting everything again; what the broker held in memory (topics, rooms, offsets) is gone")
 
 
 def cmd_config(args: argparse.Namespace) -> None:

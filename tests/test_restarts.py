@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 
 import aiohttp
+import psutil
 import pytest
 
-from tests.conftest import Meeting, spares_warm, worker
+from tests.conftest import Meeting, running_up, spares_warm, worker
 from tests.speech import prompt_pcm, prompt_transcripts, silence, word_error_rate
 from web.auth import mint
 
@@ -125,3 +127,42 @@ async def test_a_restarted_translate_worker_still_knows_who_listens(production: 
 async def _ready(http: aiohttp.ClientSession, system: Meeting) -> bool:
     async with http.get(f"{system.url}/readyz") as response:
         return response.status == 200
+
+
+async def test_up_starts_everything_again_when_its_embedded_broker_dies() -> None:
+    """Everything the broker held is gone (it keeps it in memory), but the meeting service comes back
+    on the same addresses, with the same secret, by itself."""
+    with running_up("up-broker-death.log", {}) as system:
+        [broker] = [p for p in psutil.Process(system.pid).children(recursive=True) if "tansu" in " ".join(p.cmdline())]
+        broker.kill()
+        async with aiohttp.ClientSession() as http:
+            while await _answers_ready(http, system):  # until up has noticed and stopped everything
+                await asyncio.sleep(0.2)
+            deadline = time.monotonic() + 240
+            while not await _answers_ready(http, system):
+                assert time.monotonic() < deadline, "up did not come back"
+                await asyncio.sleep(1.0)
+            room = f"after-{uuid.uuid4().hex[:8]}"
+            token = mint(system.secret, room, "ana")
+            captions = await http.ws_connect(f"{system.ws_url}/ws/captions/{room}?token={token}")
+            speaker = await http.ws_connect(f"{system.ws_url}/ws/audio/{room}?token={token}&speak=en&listen=en")
+            await speaker.receive_json()
+            speech = silence(0.5) + prompt_pcm("en", "agent-loggedoff") + silence(1.5)
+            for start in range(0, len(speech), FRAME):
+                await speaker.send_bytes(speech[start : start + FRAME])
+                await asyncio.sleep(0.1)
+            final = None
+            while final is None:
+                event = await captions.receive_json(timeout=60)
+                if event.get("event") == "caption" and event["is_final"]:
+                    final = event
+            await speaker.close()
+            await captions.close()
+    assert final["text"]
+
+
+async def _answers_ready(http: aiohttp.ClientSession, system: Meeting) -> bool:
+    try:
+        return await _ready(http, system)
+    except aiohttp.ClientError:
+        return False
