@@ -303,6 +303,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.what == "load":
         _bench_load(args)
         return
+    if args.what == "soak":
+        _bench_soak(args)
+        return
 
     from agents.models import load_synthesizer
     from agents.tts import to_pcm16
@@ -316,17 +319,31 @@ def cmd_bench(args: argparse.Namespace) -> None:
         bench_pipeline(system.url, system.bootstrap, system.secret, args.utterances or 30, speech)
 
 
-def _bench_load(args: argparse.Namespace) -> None:
-    """Recorded prompts in the speakers' language, streamed by N rooms at once (see streams.bench_load)."""
+MAX_UTTERANCE_S = 8.0
+"""Longer prompts are left out: a speaker says them with pauses, and the recognizer cuts them."""
+
+
+def bench_speech(language: str, count: int) -> tuple[list[bytes], str]:
+    """``count`` recorded prompts in the speakers' language, each under ``MAX_UTTERANCE_S`` and trimmed of
+    silence, and the listeners' language."""
     from agents.bench import prompt_audio, spoken_prompts
     from agents.tts import to_pcm16
-    from streams.bench_load import bench_load, trim_silence
+    from schemas import SAMPLE_RATE
+    from streams.bench_load import trim_silence
+
+    speech = [trim_silence(to_pcm16(prompt_audio(language, name))) for name in spoken_prompts(language, 3 * count)]
+    return [pcm for pcm in speech if len(pcm) / 2 / SAMPLE_RATE < MAX_UTTERANCE_S][
+        :count
+    ], "es" if language == "en" else "en"
+
+
+def _bench_load(args: argparse.Namespace) -> None:
+    """N rooms at once, for each N (see streams.bench_load)."""
+    from streams.bench_load import bench_load
 
     settings = get_settings()
-    names = spoken_prompts(args.language, args.utterances or 8)
-    speech = [trim_silence(to_pcm16(prompt_audio(args.language, name))) for name in names]
-    listen = "es" if args.language == "en" else "en"
-    rooms = [int(n) for n in args.rooms.split(",")]
+    speech, listen = bench_speech(args.language, args.utterances or 8)
+    rooms = [int(n) for n in (args.rooms or "1,2,4,6,8,12").split(",")]
     stt_metrics = args.stt_metrics or f"http://127.0.0.1:{_worker_port(settings, 'stt')}/metrics"
     # Reprocess into a language no bench listener uses, under one id: each run replaces the last.
     replay_command = [sys.executable, "-m", "streams.cli", "replay", "reprocess", "--languages", "fr", "--id", "bench"]
@@ -339,6 +356,29 @@ def _bench_load(args: argparse.Namespace) -> None:
         env = {**os.environ, "DRAGOMAN_KAFKA_BOOTSTRAP": system.bootstrap}
         replay = (replay_command, env) if args.during_replay else None
         bench_load(system.url, system.secret, stt_metrics, rooms, speech, args.language, listen, replay)
+
+
+def _bench_soak(args: argparse.Namespace) -> None:
+    """Rooms looping recorded prompts for a while, watching latency and memory (see streams.bench_soak)."""
+    from streams.bench_soak import bench_soak
+
+    settings = get_settings()
+    speech, listen = bench_speech(args.language, args.utterances or 12)
+    rooms = int(args.rooms or "4")
+
+    def measure(url: str, secret: str) -> None:
+        resident = "process_resident_memory_bytes"
+        memory = {stage: (f"http://127.0.0.1:{_worker_port(settings, stage)}/metrics", resident) for stage in STAGES}
+        memory["gateway"] = (f"{url}/metrics", resident)
+        supervisor = f"http://127.0.0.1:{settings.worker_web_port + len(STAGES)}/metrics"
+        memory["broker"] = (supervisor, f"dragoman_broker_{resident}")
+        bench_soak(url, secret, memory, args.minutes, rooms, speech, args.language, listen)
+
+    if args.url:
+        measure(args.url, settings.jwt_secret or sys.exit("--url needs DRAGOMAN_JWT_SECRET"))
+        return
+    with running_system(settings) as system:
+        measure(system.url, system.secret)
 
 
 def _time(text: str) -> float:
@@ -458,15 +498,23 @@ def main(argv: list[str] | None = None) -> None:
     model.set_defaults(func=cmd_models)
     sub.add_parser("config", help="print every setting as a Markdown table").set_defaults(func=cmd_config)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=["pipeline", "engines", "load"])
-    bench.add_argument("--rooms", default="1,2,4,6,8,12", help="load: numbers of rooms speaking at once")
-    bench.add_argument("--language", default="en", choices=["en", "es"], help="load: the speakers' language")
-    bench.add_argument("--url", help="load: a running gateway (default: start the whole system)")
+    bench.add_argument("what", choices=["pipeline", "engines", "load", "soak"])
+    bench.add_argument(
+        "--rooms", help="load: numbers of rooms speaking at once (1,2,4,6,8,12); soak: rooms at once (4)"
+    )
+    bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
+    bench.add_argument("--language", default="en", choices=["en", "es"], help="load, soak: the speakers' language")
+    bench.add_argument("--url", help="load, soak: a running gateway (default: start the whole system)")
     bench.add_argument("--stt-metrics", help="load: the stt worker's /metrics (for its CPU time)")
     bench.add_argument(
         "--during-replay", action="store_true", help="load: run every N again while a replay reprocesses a meeting"
     )
-    bench.add_argument("--utterances", type=int, default=None, help="pipeline: utterances (30); load: per room (8)")
+    bench.add_argument(
+        "--utterances",
+        type=int,
+        default=None,
+        help="pipeline: utterances (30); load: per room (8); soak: per round (12)",
+    )
     bench.add_argument("--prompts", type=int, default=10, help="engines: recorded prompts per language")
     bench.set_defaults(func=cmd_bench)
 

@@ -18,11 +18,9 @@ import time
 import aiohttp
 import pytest
 
-from agents.bench import prompt_audio, spoken_prompts
-from agents.tts import to_pcm16
 from schemas import SAMPLE_RATE
-from streams.bench_load import PAUSE_S, run_rooms, summarize, trim_silence
-from streams.cli import STAGES
+from streams.bench_load import PAUSE_S, run_rooms, summarize
+from streams.cli import STAGES, bench_speech
 from tests.conftest import Meeting, spares_warm, worker
 
 pytestmark = pytest.mark.integration
@@ -33,12 +31,6 @@ JOIN_S = 2.0
 KILL_DURING = {"stt": (4, 0.5), "translate": (4, 1.0), "tts": (4, 1.2)}
 """When each stage is killed: (utterance, fraction of it). stt in the middle of the utterance's audio,
 translate and tts just after its speech ended, while its final is being translated or spoken."""
-
-
-def meeting_speech() -> list[bytes]:
-    """Twelve recorded English prompts under 8 s each, trimmed of silence."""
-    speech = [trim_silence(to_pcm16(prompt_audio("en", name))) for name in spoken_prompts("en", 20)]
-    return [pcm for pcm in speech if len(pcm) / 2 / SAMPLE_RATE < 8.0][:UTTERANCES]
 
 
 async def first_processed(system: Meeting, stage: str, killed_at: float) -> float:
@@ -60,7 +52,7 @@ async def first_processed(system: Meeting, stage: str, killed_at: float) -> floa
 @pytest.mark.parametrize("stage", ["stt", "translate", "tts"])
 async def test_a_stage_killed_mid_meeting_loses_no_utterance(production: Meeting, stage: str) -> None:
     await spares_warm(production)
-    speech = meeting_speech()
+    speech, _ = bench_speech("en", UTTERANCES)
     assert len(speech) == UTTERANCES
     index, fraction = KILL_DURING[stage]
     speaking_s = len(speech[index]) / 2 / SAMPLE_RATE
