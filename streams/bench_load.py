@@ -98,13 +98,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q * 100)) if values else float("nan")
 
 
-def stt_cpu_seconds(metrics_url: str) -> float | None:
+def metric_value(metrics_url: str, metric: str) -> float | None:
+    """An unlabelled series' value on a Prometheus endpoint; None when it cannot be read."""
     try:
         with urllib.request.urlopen(metrics_url, timeout=2) as response:
             text = response.read().decode()
     except OSError:
         return None
-    found = re.search(r"^process_cpu_seconds_total (\S+)$", text, re.MULTILINE)
+    found = re.search(rf"^{metric} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else None
 
 
@@ -261,10 +262,10 @@ def bench_load(
     recorded: list[str] = []
 
     def round_of(count: int, label: object) -> None:
-        cpu_before, wall_before = stt_cpu_seconds(stt_metrics_url), time.monotonic()
+        cpu_before, wall_before = metric_value(stt_metrics_url, "process_cpu_seconds_total"), time.monotonic()
         rooms = asyncio.run(run_rooms(url, secret, count, speech, speak, listen))
         recorded.extend(room.name for room in rooms)
-        cpu_after = stt_cpu_seconds(stt_metrics_url)
+        cpu_after = metric_value(stt_metrics_url, "process_cpu_seconds_total")
         cores = None
         if cpu_before is not None and cpu_after is not None:
             cores = (cpu_after - cpu_before) / (time.monotonic() - wall_before)

@@ -13,26 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from streams.bench_load import percentile, run_rooms
+from streams.bench_load import metric_value, percentile, run_rooms
 
 WARM_UP_MINUTES = 5
 """Memory is compared from here on: models, caches and arenas settle in the first minutes."""
 
 
-def resident_mb(metrics_url: str, metric: str = "process_resident_memory_bytes") -> float | None:
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    found = re.search(rf"^{metric} (\S+)$", text, re.MULTILINE)
-    return round(float(found.group(1)) / 2**20, 1) if found else None
+def resident_mb(metrics_url: str, metric: str) -> float | None:
+    resident = metric_value(metrics_url, metric)
+    return None if resident is None else round(resident / 2**20, 1)
 
 
 def bench_soak(

@@ -110,18 +110,24 @@ async def test_a_restarted_translate_worker_still_knows_who_listens(production: 
         while not await _ready(http, production):  # restarted, models warm, partitions owned again
             await asyncio.sleep(0.5)
         assert worker(production, "translate").pid != victim.pid
-        speech = silence(0.5) + prompt_pcm("en", "agent-loggedoff") + silence(1.5)
-        for start in range(0, len(speech), FRAME):
-            await speaker.send_bytes(speech[start : start + FRAME])
-            await asyncio.sleep(0.1)
-        spanish = None
-        while spanish is None:
-            event = await listener.receive_json(timeout=60)
-            if event.get("event") == "caption" and event["is_final"] and event["language"] == "es":
-                spanish = event
+        spanish = await say_and_await_final(speaker, listener, "es")
         await speaker.close()
         await listener.close()
     assert spanish["source_language"] == "en" and spanish["text"]
+
+
+async def say_and_await_final(
+    speaker: aiohttp.ClientWebSocketResponse, captions: aiohttp.ClientWebSocketResponse, language: str
+) -> dict[str, object]:
+    """The speaker says one short English prompt in real time; the first final in ``language`` comes back."""
+    speech = silence(0.5) + prompt_pcm("en", "agent-loggedoff") + silence(1.5)
+    for start in range(0, len(speech), FRAME):
+        await speaker.send_bytes(speech[start : start + FRAME])
+        await asyncio.sleep(0.1)
+    while True:
+        event = await captions.receive_json(timeout=60)
+        if event.get("event") == "caption" and event["is_final"] and event["language"] == language:
+            return dict(event)
 
 
 async def _ready(http: aiohttp.ClientSession, system: Meeting) -> bool:
@@ -147,15 +153,7 @@ async def test_up_starts_everything_again_when_its_embedded_broker_dies() -> Non
             captions = await http.ws_connect(f"{system.ws_url}/ws/captions/{room}?token={token}")
             speaker = await http.ws_connect(f"{system.ws_url}/ws/audio/{room}?token={token}&speak=en&listen=en")
             await speaker.receive_json()
-            speech = silence(0.5) + prompt_pcm("en", "agent-loggedoff") + silence(1.5)
-            for start in range(0, len(speech), FRAME):
-                await speaker.send_bytes(speech[start : start + FRAME])
-                await asyncio.sleep(0.1)
-            final = None
-            while final is None:
-                event = await captions.receive_json(timeout=60)
-                if event.get("event") == "caption" and event["is_final"]:
-                    final = event
+            final = await say_and_await_final(speaker, captions, "en")
             await speaker.close()
             await captions.close()
     assert final["text"]

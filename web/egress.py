@@ -22,6 +22,7 @@ from schemas import Envelope, Record, StageLoad, SynthesizedAudio, Transcript, T
 from streams import metrics
 from streams.topics import BY_NAME, EGRESS_STATE_TOPICS, EGRESS_TOPICS, TEXT_ORIGINAL, TEXT_TRANSLATED, TopicSpec
 from web.admission import PipelineLoad
+from web.background import Background
 from web.routing import Router
 from web.transcripts import Transcriptions
 
@@ -32,7 +33,7 @@ BACKLOG_REPLAY = 200
 """Messages per text partition the egress re-reads at start, so the captions backlog survives a restart."""
 
 
-class Egress:
+class Egress(Background):
     def __init__(
         self,
         bootstrap: str,
@@ -51,15 +52,6 @@ class Egress:
         """Records sent before this were re-read at first start: remembered (backlog), not sent or measured."""
         self._positions: dict[TopicPartition, int] = {}
         """The next offset of every partition read so far: where a restarted consumer resumes."""
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._forever())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _forever(self) -> None:
         while True:

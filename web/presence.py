@@ -9,35 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 
 from aiokafka.errors import KafkaError
 
 from schemas import RoomEvent, RoomEventKind
+from web.background import Background
 from web.ingest import Ingest
 from web.routing import Router
-
-log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 0.5
 
 
-class Presence:
+class Presence(Background):
     def __init__(self, router: Router, ingest: Ingest, gateway_id: str, lease_s: float) -> None:
         self._router = router
         self._ingest = ingest
         self._gateway_id = gateway_id
         self._lease_s = lease_s
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._forever())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     def renewal(self, room_id: str, now: float) -> RoomEvent:
         return RoomEvent(room_id=room_id, kind=RoomEventKind.RENEWED, session_id="", user_id="", listen="", at=now,
