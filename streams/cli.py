@@ -332,9 +332,8 @@ def bench_speech(language: str, count: int) -> tuple[list[bytes], str]:
     from streams.bench_load import trim_silence
 
     speech = [trim_silence(to_pcm16(prompt_audio(language, name))) for name in spoken_prompts(language, 3 * count)]
-    return [pcm for pcm in speech if len(pcm) / 2 / SAMPLE_RATE < MAX_UTTERANCE_S][
-        :count
-    ], "es" if language == "en" else "en"
+    short = [pcm for pcm in speech if len(pcm) / 2 / SAMPLE_RATE < MAX_UTTERANCE_S]
+    return short[:count], "es" if language == "en" else "en"
 
 
 def _bench_load(args: argparse.Namespace) -> None:

@@ -53,8 +53,9 @@ class Consumer(faust_aiokafka.Consumer):
         back to the first of them afterwards.
         """
         tables = cast(TableManager, self.app.tables)
+        changelogs = tables.changelog_topics  # a set built anew on each access: once per fetch, not per message
         async for tp, message in super().getmany(timeout):
-            if tp.topic in tables.changelog_topics:  # what recovery itself reads
+            if tp.topic in changelogs:  # what recovery itself reads
                 yield tp, message
                 continue
             if not (self.app.flow_control.is_active() and tables.recovery.completed.is_set()):

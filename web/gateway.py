@@ -13,6 +13,7 @@ import uuid
 
 from aiohttp import web
 
+from schemas import RoomEvent, RoomEventKind
 from streams import metrics
 from streams.broker import ensure_topics
 from streams.settings import Settings
@@ -63,6 +64,12 @@ class Gateway:
         """A local socket as the router sees it, with this gateway's bound on its outbox."""
         outbox = Outbox(self.settings.send_queue_frames)
         return Connection(kind, room_id, session_id or uuid.uuid4().hex, user_id, language, outbox)
+
+    def room_event(self, kind: RoomEventKind, connection: Connection, name: str, speak: str | None) -> RoomEvent:
+        """A local socket joined, changed languages or left: as ``room.events`` says it, from this gateway."""
+        return RoomEvent(room_id=connection.room_id, kind=kind, session_id=connection.session_id,
+                         user_id=connection.user_id, name=name, speak=speak, listen=connection.language or "",
+                         at=time.time(), gateway_id=self.id)  # fmt: skip
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

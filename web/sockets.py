@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiolimiter import AsyncLimiter
 
-from schemas import SAMPLE_RATE, RoomEvent, RoomEventKind, Signal, SignalKind
+from schemas import SAMPLE_RATE, RoomEventKind, Signal, SignalKind
 from streams import metrics
 from streams.languages import SUPPORTED_LANGUAGES
 from web import auth
@@ -153,22 +153,6 @@ async def _serve(
         log.info("/ws/%s closed (%s)", endpoint, ws.close_code, extra=ids)
 
 
-def _room_event(
-    kind: RoomEventKind, connection: Connection, name: str, speak: str | None, gateway_id: str
-) -> RoomEvent:
-    return RoomEvent(
-        room_id=connection.room_id,
-        kind=kind,
-        session_id=connection.session_id,
-        user_id=connection.user_id,
-        name=name,
-        speak=speak,
-        listen=connection.language or "",
-        at=time.time(),
-        gateway_id=gateway_id,
-    )
-
-
 async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     ws, claims = await _open(request)
     if claims is None:
@@ -193,7 +177,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             "sample_rate": SAMPLE_RATE,
         }
     )
-    await gateway.ingest.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, speak, gateway.id))
+    await gateway.ingest.produce(gateway.room_event(RoomEventKind.JOINED, connection, claims.name, speak))
     burst_s = gateway.settings.audio_burst_s
     audio_rate = Throttle(BYTES_PER_SECOND, burst_s, f"audio more than {burst_s:g} s ahead of real time")
     admitted = refused = False
@@ -245,7 +229,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             speak, listen = new_speak, new_listen
             connection.language = listen
             await gateway.ingest.produce(
-                _room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak, gateway.id)
+                gateway.room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak)
             )
         else:
             return False
@@ -255,7 +239,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
         await _serve(ws, connection, gateway, "audio", on_command, on_binary=send_audio)
     finally:
         await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=True))
-        await gateway.ingest.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, speak, gateway.id))
+        await gateway.ingest.produce(gateway.room_event(RoomEventKind.LEFT, connection, claims.name, speak))
     return ws
 
 
@@ -270,7 +254,7 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
     connection = gateway.connection("captions", request.match_info["room"], claims.user_id, language)
     # A viewer asking for a language is a listener of it: the room translates into it.
     if language:
-        await gateway.ingest.produce(_room_event(RoomEventKind.JOINED, connection, claims.name, None, gateway.id))
+        await gateway.ingest.produce(gateway.room_event(RoomEventKind.JOINED, connection, claims.name, None))
 
     async def no_commands(command: dict[str, Any]) -> bool:
         return False
@@ -279,7 +263,7 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
         await _serve(ws, connection, gateway, "captions", no_commands)
     finally:
         if language:
-            await gateway.ingest.produce(_room_event(RoomEventKind.LEFT, connection, claims.name, None, gateway.id))
+            await gateway.ingest.produce(gateway.room_event(RoomEventKind.LEFT, connection, claims.name, None))
     return ws
 
 
