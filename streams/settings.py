@@ -24,6 +24,12 @@ class Settings(BaseSettings):
         description="host:port[,host:port] of an external Kafka. Unset: `up` starts the embedded Tansu broker.",
     )
     broker_port: int = Field(0, description="Port of the embedded broker on 127.0.0.1; 0 picks a free one.")
+    broker_storage: str = Field(
+        "memory://tansu/",
+        description="Where the embedded broker keeps topics, records and offsets: `memory://tansu/`, lost when "
+        "it dies, or `s3://BUCKET/`, kept across its restarts (the `AWS_*` variables, such as `AWS_ENDPOINT`, "
+        "name the store).",
+    )
     partitions: int = Field(
         4, ge=1, description="Partitions of every meeting topic (all keyed by room_id, so co-partitioned)."
     )

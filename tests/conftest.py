@@ -60,20 +60,20 @@ def free_ports(count: int) -> int:
 
 @contextlib.contextmanager
 def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
-    """``dragoman up`` on free ports with ``settings`` (DRAGOMAN_* variables), until it is ready."""
+    """``dragoman up`` on free ports with ``settings`` (DRAGOMAN_* variables), until it is ready; on its
+    embedded broker unless ``settings`` name one."""
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / log_name
     secret = "test-secret-" + os.urandom(16).hex()
     port, worker_port = free_port(), free_ports(5)  # four workers and up's own /metrics
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "DRAGOMAN_KAFKA_BOOTSTRAP"},
         "DRAGOMAN_PORT": str(port),
         "DRAGOMAN_WORKER_WEB_PORT": str(worker_port),
         "DRAGOMAN_JWT_SECRET": secret,
         "PYTHONUNBUFFERED": "1",
         **settings,
     }
-    env.pop("DRAGOMAN_KAFKA_BOOTSTRAP", None)
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
@@ -90,13 +90,15 @@ def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
             pytest.fail(f"dragoman up never got ready; see {log_path}")
         url = match["url"].rstrip("/")
         ws_url = url.replace("http", "ws", 1)
-        yield Meeting(url, ws_url, match["broker"], match["token"], secret, log_path, process.pid, worker_port)
-        process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+            yield Meeting(url, ws_url, match["broker"], match["token"], secret, log_path, process.pid, worker_port)
+        finally:  # a failed test stops its system too
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """One gateway process, composed: ingest (client → topics), egress (topics → local sockets),
-the router between them, presence leases, what the workers report (readiness and admission), and the file
-transcriptions waiting on results. The handlers (:mod:`web.sockets`, :mod:`web.transcription`,
-:mod:`web.app`) reach it through the aiohttp app as ``app[GATEWAY]``.
+the router between them, presence leases, telling clients of a broker outage, what the workers
+report (readiness and admission), and the file transcriptions waiting on results. The handlers
+(:mod:`web.sockets`, :mod:`web.transcription`, :mod:`web.app`) reach it through the aiohttp app as
+``app[GATEWAY]``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import uuid
 
 from aiohttp import web
 
-from schemas import RoomEvent, RoomEventKind
+from schemas import Envelope, RoomEvent, RoomEventKind
 from streams import metrics
 from streams.broker import ensure_topics
 from streams.settings import Settings
 from streams.topics import STAGE_SOURCES
 from web.admission import Admission, PipelineLoad
 from web.egress import Egress
-from web.ingest import Ingest
+from web.ingest import BrokerUnavailable, Ingest
+from web.outage import OutageNotice
 from web.presence import Presence
 from web.routing import Connection, ConnectionKind, Outbox, Router
 from web.transcripts import Transcriptions
@@ -40,7 +42,9 @@ class Gateway:
         self.ingest = Ingest(bootstrap, settings.max_ingest_backlog)
         self.egress = Egress(bootstrap, settings.fetch_max_wait_ms, self.router, self.load, self.transcriptions)
         self.presence = Presence(self.router, self.ingest, self.id, settings.presence_lease_s)
-        for reason in ("rate_limited", "not_admitted", "overloaded"):  # at 0 from the start, for rates and alerts
+        self.outage = OutageNotice(self.router, self.ingest)
+        # At 0 from the start, for rates and alerts.
+        for reason in ("rate_limited", "not_admitted", "overloaded", "unavailable"):
             metrics.DROPPED.labels("gateway", reason)
         for result in ("admitted", "refused"):
             metrics.ADMISSIONS.labels(result)
@@ -52,11 +56,21 @@ class Gateway:
         await self.ingest.start()
         await self.egress.start()
         await self.presence.start()
+        await self.outage.start()
 
     async def stop(self, app: web.Application) -> None:
+        await self.outage.stop()
         await self.presence.stop()
         await self.egress.stop()
         await self.ingest.stop()
+
+    async def publish(self, *records: Envelope) -> None:
+        """Records from a client socket, to ingest. While the broker is not taking records they are
+        dropped and counted (:mod:`web.outage` tells the clients); the socket stays open."""
+        try:
+            await self.ingest.produce(*records)
+        except BrokerUnavailable:
+            metrics.DROPPED.labels("gateway", "unavailable").inc(len(records))
 
     def connection(
         self, kind: ConnectionKind, room_id: str, user_id: str, language: str | None, session_id: str | None = None
@@ -66,10 +80,13 @@ class Gateway:
         return Connection(kind, room_id, session_id or uuid.uuid4().hex, user_id, language, outbox)
 
     def room_event(self, kind: RoomEventKind, connection: Connection, name: str, speak: str | None) -> RoomEvent:
-        """A local socket joined, changed languages or left: as ``room.events`` says it, from this gateway."""
-        return RoomEvent(room_id=connection.room_id, kind=kind, session_id=connection.session_id,
-                         user_id=connection.user_id, name=name, speak=speak, listen=connection.language or "",
-                         at=time.time(), gateway_id=self.id)  # fmt: skip
+        """A local socket joined, changed languages or left: as ``room.events`` says it, from this gateway
+        (and as presence says it again after an outage)."""
+        event = RoomEvent(room_id=connection.room_id, kind=kind, session_id=connection.session_id,
+                          user_id=connection.user_id, name=name, speak=speak, listen=connection.language or "",
+                          at=time.time(), gateway_id=self.id)  # fmt: skip
+        self.presence.said(event)
+        return event
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

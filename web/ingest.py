@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from schemas import SAMPLE_RATE, AudioFrame, Envelope, encode
 from streams.topics import BY_RECORD
@@ -96,6 +97,20 @@ class FrameGrouper:
         return frame
 
 
+DELIVERY_TIMEOUT_S = 5.0
+"""A record the broker has not taken within this fails: live audio that late is stale anyway."""
+STALL_S = 2.0
+"""A record pending this long means the broker is not taking records: new ones are refused with
+:class:`BrokerUnavailable` at once, rather than blocking their socket until they time out."""
+QUEUE_WAIT_S = 0.5
+"""The longest a socket waits for the producer to queue a record (for topic metadata, or for room in a
+full batch): a socket that waits is not reading its client, whose audio then arrives in a burst."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker is not taking records now; the socket tells its client ``unavailable`` and stays open."""
+
+
 class Ingest:
     """The gateway's producer: records go to their topics without waiting for delivery."""
 
@@ -103,14 +118,24 @@ class Ingest:
         self._bootstrap = bootstrap
         self._max_in_flight = max_in_flight
         self._producer: AIOKafkaProducer | None = None
-        self._in_flight = 0
+        self._pending: dict[asyncio.Future[Any], float] = {}
+        """Records sent and not yet delivered, with when they were sent."""
+        self._failed = False
+        """The last delivery that finished failed: the broker is away until one succeeds."""
+        self._probe_at = 0.0
+        """While the broker is away, one record is let through at a time from then, to find out that it is back."""
 
     @property
     def running(self) -> bool:
         return self._producer is not None
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, linger_ms=0, enable_idempotence=False)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            linger_ms=0,
+            enable_idempotence=False,
+            request_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000),
+        )
         await self._producer.start()
 
     async def stop(self) -> None:
@@ -120,18 +145,41 @@ class Ingest:
 
     def overloaded(self) -> bool:
         """Too many records still on their way to the broker: new audio is refused."""
-        return self._in_flight >= self._max_in_flight
+        return len(self._pending) >= self._max_in_flight
+
+    def available(self, now: float) -> bool:
+        """Whether the broker is taking records: none pending for ``STALL_S``, and the last one delivered."""
+        oldest = min(self._pending.values(), default=now)
+        return not self._failed and now - oldest < STALL_S
 
     async def produce(self, *records: Envelope) -> None:
-        """Send without waiting for delivery; the in-flight count is what overload is judged by."""
+        """Send without waiting for delivery; the in-flight count is what overload is judged by.
+
+        Raises :class:`BrokerUnavailable`, sending nothing more, while the broker is not taking
+        records (but for one probe every ``STALL_S``), and within ``QUEUE_WAIT_S`` when the producer
+        cannot even queue one.
+        """
         assert self._producer is not None, "ingest is not started"
         for record in records:
+            now = time.time()
+            if not self.available(now):
+                if now < self._probe_at:
+                    raise BrokerUnavailable(f"the broker has taken no record for {STALL_S:g} s")
+                self._probe_at = now + STALL_S
             topic = BY_RECORD[type(record)].name
-            delivery = await self._producer.send(topic, key=record.key.encode(), value=encode(record))
-            self._in_flight += 1
+            try:
+                async with asyncio.timeout(QUEUE_WAIT_S):
+                    delivery = await self._producer.send(topic, key=record.key.encode(), value=encode(record))
+            except (KafkaError, TimeoutError) as exc:
+                raise BrokerUnavailable(repr(exc)) from exc
+            self._pending[delivery] = time.time()
             delivery.add_done_callback(self._delivered)
 
     def _delivered(self, delivery: asyncio.Future[Any]) -> None:
-        self._in_flight -= 1
-        if not delivery.cancelled() and delivery.exception() is not None:
-            log.error("produce failed: %r", delivery.exception())
+        del self._pending[delivery]
+        failed = delivery.cancelled() or delivery.exception() is not None
+        if failed and not self._failed:
+            log.error("the broker is not taking records: %r", None if delivery.cancelled() else delivery.exception())
+        elif self._failed and not failed:
+            log.warning("the broker takes records again")
+        self._failed = failed

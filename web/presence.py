@@ -3,20 +3,24 @@
 It renews the participants it serves: one ``renewed`` event per room with a socket here, every
 third of the lease. And it expires everyone else's: participants of any gateway that stopped
 renewing leave their rooms here, and this gateway's signaling sockets get the new participant list.
+
+When the broker was away long enough for a renewal to fail, every participant here may have
+expired everywhere (or their join never got through): the first renewal that gets through again
+is every participant's join, said again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
-
-from aiokafka.errors import KafkaError
 
 from schemas import RoomEvent, RoomEventKind
 from web.background import Background
-from web.ingest import Ingest
+from web.ingest import BrokerUnavailable, Ingest
 from web.routing import Router
+
+log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 0.5
 
@@ -27,6 +31,17 @@ class Presence(Background):
         self._ingest = ingest
         self._gateway_id = gateway_id
         self._lease_s = lease_s
+        self._joined: dict[str, RoomEvent] = {}
+        """The latest join (or language change) of every participant here, by session."""
+        self._rejoin = False
+        """A renewal failed: the next one is every participant's join instead."""
+
+    def said(self, event: RoomEvent) -> None:
+        """Note a room event of a participant here: what joins them again after an outage."""
+        if event.kind is RoomEventKind.LEFT:
+            self._joined.pop(event.session_id, None)
+        else:
+            self._joined[event.session_id] = event
 
     def renewal(self, room_id: str, now: float) -> RoomEvent:
         return RoomEvent(room_id=room_id, kind=RoomEventKind.RENEWED, session_id="", user_id="", listen="", at=now,
@@ -37,9 +52,19 @@ class Presence(Background):
         while True:
             now = time.time()
             if now >= renew_at:
-                renew_at = now + self._lease_s / 3
-                with contextlib.suppress(KafkaError):  # the broker is away: the next renewal may reach it
-                    await self._ingest.produce(*(self.renewal(room, now) for room in self._router.local_room_ids))
+                if self._rejoin:
+                    rejoined = {"kind": RoomEventKind.JOINED, "at": now}
+                    events = [event.model_copy(update=rejoined) for event in self._joined.values()]
+                else:
+                    events = [self.renewal(room, now) for room in self._router.local_room_ids]
+                try:
+                    await self._ingest.produce(*events)
+                    if self._rejoin:
+                        log.warning("the broker is back: %d participants joined again", len(events))
+                    self._rejoin = False
+                    renew_at = now + self._lease_s / 3
+                except BrokerUnavailable:  # tried again every EXPIRE_EVERY_S: rejoin as soon as it is back
+                    self._rejoin = True
             for connection, messages in self._router.expire(now):
                 for message in messages:
                     connection.outbox.put(message)

@@ -177,7 +177,7 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             "sample_rate": SAMPLE_RATE,
         }
     )
-    await gateway.ingest.produce(gateway.room_event(RoomEventKind.JOINED, connection, claims.name, speak))
+    await gateway.publish(gateway.room_event(RoomEventKind.JOINED, connection, claims.name, speak))
     burst_s = gateway.settings.audio_burst_s
     audio_rate = Throttle(BYTES_PER_SECOND, burst_s, f"audio more than {burst_s:g} s ahead of real time")
     admitted = refused = False
@@ -206,13 +206,13 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             metrics.DROPPED.labels("gateway", "overloaded").inc(len(frames))
             await ws.send_str(error_message("overloaded", "the server is shedding load: audio was dropped"))
             return
-        await gateway.ingest.produce(*frames)
+        await gateway.publish(*frames)
 
     async def on_command(command: dict[str, Any]) -> bool:
         nonlocal speak, listen
         kind = command["type"]
         if kind == "flush":
-            await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=True))
+            await gateway.publish(*grouper.flush(speak, end_of_utterance=True))
         elif kind == "audio":
             try:
                 pcm = base64.b64decode(str(command.get("pcm_b64", "")), validate=True)
@@ -225,12 +225,10 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
             if not all(isinstance(c, str) and c in SUPPORTED_LANGUAGES for c in (new_speak, new_listen)):
                 await ws.send_str(error_message("unsupported_language", f"unsupported: {new_speak!r}/{new_listen!r}"))
                 return True
-            await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=False))
+            await gateway.publish(*grouper.flush(speak, end_of_utterance=False))
             speak, listen = new_speak, new_listen
             connection.language = listen
-            await gateway.ingest.produce(
-                gateway.room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak)
-            )
+            await gateway.publish(gateway.room_event(RoomEventKind.LANGUAGES_CHANGED, connection, claims.name, speak))
         else:
             return False
         return True
@@ -238,8 +236,8 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     try:
         await _serve(ws, connection, gateway, "audio", on_command, on_binary=send_audio)
     finally:
-        await gateway.ingest.produce(*grouper.flush(speak, end_of_utterance=True))
-        await gateway.ingest.produce(gateway.room_event(RoomEventKind.LEFT, connection, claims.name, speak))
+        await gateway.publish(*grouper.flush(speak, end_of_utterance=True))
+        await gateway.publish(gateway.room_event(RoomEventKind.LEFT, connection, claims.name, speak))
     return ws
 
 
@@ -254,7 +252,7 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
     connection = gateway.connection("captions", request.match_info["room"], claims.user_id, language)
     # A viewer asking for a language is a listener of it: the room translates into it.
     if language:
-        await gateway.ingest.produce(gateway.room_event(RoomEventKind.JOINED, connection, claims.name, None))
+        await gateway.publish(gateway.room_event(RoomEventKind.JOINED, connection, claims.name, None))
 
     async def no_commands(command: dict[str, Any]) -> bool:
         return False
@@ -263,7 +261,7 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
         await _serve(ws, connection, gateway, "captions", no_commands)
     finally:
         if language:
-            await gateway.ingest.produce(gateway.room_event(RoomEventKind.LEFT, connection, claims.name, None))
+            await gateway.publish(gateway.room_event(RoomEventKind.LEFT, connection, claims.name, None))
     return ws
 
 
@@ -283,9 +281,7 @@ async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
             await ws.send_str(error_message("bad_request", "signaling needs 'to' (a user id) and an object 'payload'"))
             return True
         kind = SignalKind(command["type"])
-        await gateway.ingest.produce(
-            Signal(room_id=room_id, kind=kind, from_user=claims.user_id, to_user=to, payload=payload)
-        )
+        await gateway.publish(Signal(room_id=room_id, kind=kind, from_user=claims.user_id, to_user=to, payload=payload))
         return True
 
     await _serve(ws, connection, gateway, "signaling", relay)

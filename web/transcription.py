@@ -25,6 +25,7 @@ from schemas import SAMPLE_RATE, TranscriptionRequest, TranscriptionStatus
 from streams.languages import SUPPORTED_LANGUAGES
 from web import auth
 from web.gateway import GATEWAY, Gateway
+from web.ingest import BrokerUnavailable
 from web.transcripts import result
 
 
@@ -110,7 +111,11 @@ async def post_transcription(request: web.Request) -> web.StreamResponse:
             await send("error", {"code": "bad_audio", "detail": str(exc)})
             return events
         try:
-            await gateway.ingest.produce(*pieces(transcription_id, language, pcm))
+            try:
+                await gateway.ingest.produce(*pieces(transcription_id, language, pcm))
+            except BrokerUnavailable as exc:
+                await send("error", {"code": "unavailable", "detail": f"the message broker is unreachable: {exc}"})
+                return events
             deadline = time.monotonic() + settings.transcription_timeout_s
             while time.monotonic() < deadline:
                 try:
