@@ -9,8 +9,10 @@ limits), so a lag of a few messages can read as 0 there; real Kafka reports them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -40,10 +42,19 @@ class PartitionLag:
         return max(0, self.end - self.committed)
 
 
+@contextlib.asynccontextmanager
+async def _running(consumer: AIOKafkaConsumer) -> AsyncIterator[AIOKafkaConsumer]:
+    """``consumer`` started, and stopped after, also when it could not start (the broker is away)."""
+    try:
+        await consumer.start()
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
 async def measure(bootstrap: str, groups: dict[str, str] = GROUPS) -> list[PartitionLag]:
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
-    await reader.start()
-    try:
+    async with _running(reader):
         lags = []
         for group, topic in groups.items():
             partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
@@ -54,20 +65,15 @@ async def measure(bootstrap: str, groups: dict[str, str] = GROUPS) -> list[Parti
                 seconds = 0.0 if waiting_since is None else max(0.0, time.time() - waiting_since)
                 lags.append(PartitionLag(group, topic, tp.partition, offset, ends[tp], seconds))
         return lags
-    finally:
-        await reader.stop()
 
 
 async def _committed(bootstrap: str, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
     """The group's committed offsets (partitions it never committed are left out). A consumer that
     names the group but subscribes to nothing only asks its coordinator: it never joins the group."""
     asker = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await asker.start()
-    try:
+    async with _running(asker):
         offsets = {tp: await asker.committed(tp) for tp in partitions}
-        return {tp: offset for tp, offset in offsets.items() if offset is not None and offset >= 0}
-    finally:
-        await asker.stop()
+    return {tp: offset for tp, offset in offsets.items() if offset is not None and offset >= 0}
 
 
 async def _appended_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> float | None:
