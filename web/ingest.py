@@ -121,7 +121,7 @@ class Ingest:
         self._pending: dict[asyncio.Future[Any], float] = {}
         """Records sent and not yet delivered, with when they were sent."""
         self._failed = False
-        """The last delivery that finished failed: the broker is away until one succeeds."""
+        """The last record failed (to queue, or to be delivered): the broker is away until one is delivered."""
         self._probe_at = 0.0
         """While the broker is away, one record is let through at a time from then, to find out that it is back."""
 
@@ -171,6 +171,7 @@ class Ingest:
                 async with asyncio.timeout(QUEUE_WAIT_S):
                     delivery = await self._producer.send(topic, key=record.key.encode(), value=encode(record))
             except (KafkaError, TimeoutError) as exc:
+                self._failed = True
                 raise BrokerUnavailable(repr(exc)) from exc
             self._pending[delivery] = time.time()
             delivery.add_done_callback(self._delivered)
