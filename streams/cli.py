@@ -85,13 +85,25 @@ def cmd_topics(args: argparse.Namespace) -> None:
         print(f"{spec.name:<28} {' '.join(f'{k}={v}' for k, v in spec.kafka_config().items())}")
 
 
-def _spawn_workers(supervisor: Supervisor) -> None:
+def _spawn_workers(supervisor: Supervisor, replicas: int) -> None:
+    """``replicas`` workers of each live stage (named stt, stt-2, ...), one of file transcription."""
     for stage in STAGES:
-        supervisor.spawn(stage, ["worker", "--stage", stage], group=f"dragoman-{stage}")
+        for replica in range(replicas if stage in REALTIME_STAGES else 1):
+            name = f"{stage}-{replica + 1}" if replica else stage
+            args = ["worker", "--stage", stage, *(["--replica", str(replica)] if replica else [])]
+            supervisor.spawn(name, args, group=f"dragoman-{stage}")
 
 
-def _worker_port(settings: Settings, stage: str) -> int:
-    return settings.worker_web_port + STAGES.index(stage)
+def _stand_by(supervisor: Supervisor, replicas: int) -> None:
+    """A live stage with one worker keeps a warm spare; with replicas, the others take over."""
+    if replicas == 1:
+        for stage in REALTIME_STAGES:
+            supervisor.stand_by(stage)
+
+
+def worker_port(first: int, stage: str, replica: int = 0) -> int:
+    """The web port (/metrics, /ready) of a stage's worker, from ``Settings.worker_web_port``."""
+    return first + STAGES.index(stage) + replica * (len(STAGES) + 1)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -101,9 +113,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         from streams.supervisor import Supervisor
 
         supervisor = Supervisor({})
-        _spawn_workers(supervisor)
-        for stage in REALTIME_STAGES:
-            supervisor.stand_by(stage)
+        _spawn_workers(supervisor, settings.replicas)
+        _stand_by(supervisor, settings.replicas)
         given_up = supervisor.restart_exited
         reason = _wait_for_signal(lambda: f"{failed} kept crashing" if (failed := given_up()) else None)
         log.info("stopping workers (%s)", reason)
@@ -116,7 +127,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from streams import logs, metrics
     from streams.app import StageApp
 
-    port = _worker_port(settings, args.stage)
+    port = worker_port(settings.worker_web_port, args.stage, args.replica)
     app = StageApp(args.stage, settings, bootstrap, web_port=port, member_file=args.member_file)
     stages = {
         "stt": stt.register,
@@ -234,15 +245,14 @@ def running_system(settings: Settings) -> Iterator[System]:
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
     supervisor = Supervisor({"DRAGOMAN_KAFKA_BOOTSTRAP": bootstrap, "DRAGOMAN_JWT_SECRET": secret})
     try:
-        _spawn_workers(supervisor)
+        _spawn_workers(supervisor, settings.replicas)
         supervisor.spawn("gateway", ["gateway"])
         url = f"http://{settings.host}:{settings.port}"
         try:  # every stage owns every partition with warm models (see the gateway's /readyz)
             supervisor.wait_until_ready([f"{url}/readyz"], READY_TIMEOUT_S)
         except RuntimeError as exc:
             sys.exit(f"dragoman: {exc}")
-        for stage in REALTIME_STAGES:  # after readiness: loading them would only slow the start
-            supervisor.stand_by(stage)
+        _stand_by(supervisor, settings.replicas)  # after readiness: loading spares would only slow the start
         with _supervisor_metrics(settings, broker):
             yield System(url, bootstrap, secret, supervisor, lambda: broker is None or broker.alive)
     finally:
@@ -259,6 +269,8 @@ def cmd_up(args: argparse.Namespace) -> None:
     from web.auth import mint
 
     settings = get_settings()
+    if args.replicas is not None:  # validated as the variable would be
+        settings = Settings.model_validate({**settings.model_dump(), "replicas": args.replicas})
     while True:
         with running_system(settings) as system:
             if warning := translation_warning(settings):
@@ -346,7 +358,7 @@ def _bench_load(args: argparse.Namespace) -> None:
     settings = get_settings()
     speech, listen = bench_speech(args.language, args.utterances or 8)
     rooms = [int(n) for n in (args.rooms or "1,2,4,6,8,12").split(",")]
-    stt_metrics = args.stt_metrics or f"http://127.0.0.1:{_worker_port(settings, 'stt')}/metrics"
+    stt_metrics = args.stt_metrics or f"http://127.0.0.1:{worker_port(settings.worker_web_port, 'stt')}/metrics"
     # Reprocess into a language no bench listener uses, under one id: each run replaces the last.
     replay_command = [sys.executable, "-m", "streams.cli", "replay", "reprocess", "--languages", "fr", "--id", "bench"]
     if args.url:
@@ -370,7 +382,10 @@ def _bench_soak(args: argparse.Namespace) -> None:
 
     def measure(url: str, secret: str) -> None:
         resident = "process_resident_memory_bytes"
-        memory = {stage: (f"http://127.0.0.1:{_worker_port(settings, stage)}/metrics", resident) for stage in STAGES}
+        memory = {
+            stage: (f"http://127.0.0.1:{worker_port(settings.worker_web_port, stage)}/metrics", resident)
+            for stage in STAGES
+        }
         memory["gateway"] = (f"{url}/metrics", resident)
         supervisor = f"http://127.0.0.1:{settings.worker_web_port + len(STAGES)}/metrics"
         memory["broker"] = (supervisor, f"dragoman_broker_{resident}")
@@ -462,7 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dragoman", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("up", help="broker, workers and gateway on this machine").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="broker, workers and gateway on this machine")
+    up.add_argument("--replicas", type=int, help="workers per live stage (DRAGOMAN_REPLICAS, default 1)")
+    up.set_defaults(func=cmd_up)
     broker = sub.add_parser("broker", help="the embedded Kafka-compatible broker (Tansu)")
     broker.add_argument("--port", type=int, default=0)
     broker.set_defaults(func=cmd_broker)
@@ -470,6 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--stage", choices=[*STAGES, "all"], required=True)
     worker.add_argument("--loglevel", default="WARNING")
     worker.add_argument("--member-file", type=Path, help="where to write its consumer-group member id (for `up`)")
+    worker.add_argument("--replica", type=int, default=0, help="which of the stage's workers (its web port)")
     worker.add_argument(
         "--standby",
         type=Path,

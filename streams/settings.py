@@ -127,7 +127,14 @@ class Settings(BaseSettings):
     )
     worker_web_port: int = Field(
         6066,
-        description="First worker's Faust web port (/metrics); stt, translate, tts, transcribe take it, +1, +2, +3.",
+        description="First worker's Faust web port (/metrics); stt, translate, tts, transcribe take it, +1, +2, +3, "
+        "and `up`'s own /metrics +4. Replica k (from 0) of a stage takes its port + 5k.",
+    )
+    replicas: int = Field(
+        1,
+        ge=1,
+        description="Workers per live stage (stt, translate, tts) under `up` and `worker --stage all`: when one "
+        "dies, the group rebalances its partitions onto the others. With 1, each keeps a warm spare instead.",
     )
 
     # --- file transcription -------------------------------------------------------

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from streams.broker import free_port
-from streams.cli import REALTIME_STAGES, STAGES
+from streams.cli import REALTIME_STAGES, STAGES, worker_port
 from web.auth import mint
 
 READY = re.compile(r"dragoman ready: (?P<url>http://[^/]+)/#token=(?P<token>\S+) broker=(?P<broker>\S+)")
@@ -65,11 +65,11 @@ def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / log_name
     secret = "test-secret-" + os.urandom(16).hex()
-    port, worker_port = free_port(), free_ports(5)  # four workers and up's own /metrics
+    port, first_worker_port = free_port(), free_ports(10)  # four workers, up's own /metrics, and second replicas
     env = {
         **{name: value for name, value in os.environ.items() if name != "DRAGOMAN_KAFKA_BOOTSTRAP"},
         "DRAGOMAN_PORT": str(port),
-        "DRAGOMAN_WORKER_WEB_PORT": str(worker_port),
+        "DRAGOMAN_WORKER_WEB_PORT": str(first_worker_port),
         "DRAGOMAN_JWT_SECRET": secret,
         "PYTHONUNBUFFERED": "1",
         **settings,
@@ -91,7 +91,8 @@ def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
         url = match["url"].rstrip("/")
         ws_url = url.replace("http", "ws", 1)
         try:
-            yield Meeting(url, ws_url, match["broker"], match["token"], secret, log_path, process.pid, worker_port)
+            token = match["token"]
+            yield Meeting(url, ws_url, match["broker"], token, secret, log_path, process.pid, first_worker_port)
         finally:  # a failed test stops its system too
             process.send_signal(signal.SIGTERM)
             try:
@@ -145,10 +146,10 @@ async def spares_warm(system: Meeting, timeout_s: float = 120) -> None:
             await asyncio.sleep(0.5)
 
 
-def worker(system: Meeting, stage: str) -> psutil.Process:
-    """``system``'s live worker of ``stage``: the child of its `dragoman up` serving the stage's port
-    (its warm spare, which has the same command line, serves nothing until it takes over)."""
-    port = system.worker_port + STAGES.index(stage)
+def worker(system: Meeting, stage: str, replica: int = 0) -> psutil.Process:
+    """``system``'s live worker of ``stage`` (``replica``): the child of its `dragoman up` serving that
+    worker's port (a warm spare, which has the same command line, serves nothing until it takes over)."""
+    port = worker_port(system.worker_port, stage, replica)
     for process in psutil.Process(system.pid).children(recursive=True):
         with contextlib.suppress(psutil.NoSuchProcess):
             if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in process.net_connections("tcp")):

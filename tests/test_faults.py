@@ -20,8 +20,8 @@ import pytest
 
 from schemas import SAMPLE_RATE
 from streams.bench_load import PAUSE_S, run_rooms, summarize
-from streams.cli import STAGES, bench_speech
-from tests.conftest import Meeting, spares_warm, worker
+from streams.cli import bench_speech, worker_port
+from tests.conftest import Meeting, running_up, spares_warm, worker
 
 pytestmark = pytest.mark.integration
 
@@ -33,20 +33,24 @@ KILL_DURING = {"stt": (4, 0.5), "translate": (4, 1.0), "tts": (4, 1.2)}
 translate and tts just after its speech ended, while its final is being translated or spoken."""
 
 
-async def first_processed(system: Meeting, stage: str, killed_at: float) -> float:
-    """Seconds from the kill until the stage's new worker has processed a message."""
-    url = f"http://127.0.0.1:{system.worker_port + STAGES.index(stage)}/metrics"
+async def processed(system: Meeting, stage: str, replica: int = 0) -> float | None:
+    """Messages a worker of ``stage`` processed (None while nobody serves its port)."""
+    url = f"http://127.0.0.1:{worker_port(system.worker_port, stage, replica)}/metrics"
     pattern = re.compile(rf'^dragoman_processed_total\{{stage="{stage}"\}} (\S+)$', re.M)
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(url) as response:
-                    found = pattern.search(await response.text())
-                if found and float(found.group(1)) > 0:
-                    return time.time() - killed_at
-            except aiohttp.ClientError:
-                pass  # nobody serves the port between the kill and the takeover
-            await asyncio.sleep(0.05)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            found = pattern.search(await response.text())
+    except aiohttp.ClientError:
+        return None
+    return float(found.group(1)) if found else 0.0
+
+
+async def first_processed(system: Meeting, stage: str, killed_at: float, replica: int = 0, above: float = 0) -> float:
+    """Seconds from the kill until the worker of ``stage`` (``replica``) has processed more than
+    ``above`` messages: the dead one's replacement, or the replica its partitions moved to."""
+    while (count := await processed(system, stage, replica)) is None or count <= above:
+        await asyncio.sleep(0.05)
+    return time.time() - killed_at
 
 
 @pytest.mark.parametrize("stage", ["stt", "translate", "tts"])
@@ -83,3 +87,38 @@ async def test_a_stage_killed_mid_meeting_loses_no_utterance(production: Meeting
     timeline = [(round(u.ended_at - killed_at[0], 1), u.final_at, u.translated_at, u.audio_ended_at, u.announced)
                 for u in room.utterances]  # fmt: skip
     assert (outcome["finals_missing"], outcome["translations_missing"], outcome["audio_missing"]) == (0, 0, 0), timeline
+
+
+async def test_with_replicas_a_crash_costs_a_rebalance() -> None:
+    """`up --replicas 2`: the stt worker serving the meeting is SIGKILLed mid-utterance; its partitions
+    move to the other replica (the dead member is removed from the group at once), and the dead one is
+    started again cold and joins, which is a second rebalance. Every utterance must still arrive."""
+    speech, _ = bench_speech("en", 8)
+    index, fraction = 3, 0.5
+    kill_after = JOIN_S + sum(len(p) / 2 / SAMPLE_RATE + PAUSE_S for p in speech[:index])
+    kill_after += fraction * len(speech[index]) / 2 / SAMPLE_RATE
+    with running_up("up-replicas.log", {"DRAGOMAN_REPLICAS": "2"}) as system:
+        assert worker(system, "stt", 1).pid != worker(system, "stt", 0).pid
+
+        async def crash() -> tuple[float, float]:
+            await asyncio.sleep(kill_after)
+            counts = [await processed(system, "stt", replica) or 0.0 for replica in (0, 1)]
+            serving = 0 if counts[0] > counts[1] else 1  # the only room is on one replica's partitions
+            victim = worker(system, "stt", serving)
+            killed_at = time.time()
+            victim.kill()
+            other = 1 - serving
+            moved_s = await asyncio.wait_for(first_processed(system, "stt", killed_at, other, counts[other]), 60)
+            while await processed(system, "stt", serving) is None:  # its replacement loads its models
+                await asyncio.sleep(0.2)
+            return moved_s, time.time() - killed_at
+
+        [room], (moved_s, back_s) = await asyncio.gather(
+            run_rooms(system.url, system.secret, 1, speech, "en", "es"), crash()
+        )
+    outcome = summarize([room], None)
+    announced = sum(bool(u.announced) for u in room.utterances)
+    print(f"stt replica killed: the other processed {moved_s:.2f} s later; its replacement up {back_s:.1f} s later; "
+          f"missing {outcome['finals_missing']}/{outcome['translations_missing']}/{outcome['audio_missing']}, "
+          f"announced {announced} of {len(speech)}")  # fmt: skip
+    assert (outcome["finals_missing"], outcome["translations_missing"], outcome["audio_missing"]) == (0, 0, 0)
