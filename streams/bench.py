@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
 import uuid
 
@@ -22,6 +21,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer
 
 from schemas import SynthesizedAudio, decode
+from streams.bench_load import percentile
 from streams.settings import get_settings
 from streams.topics import AUDIO_SYNTHESIZED
 
@@ -112,8 +112,8 @@ def bench_pipeline(url: str, bootstrap: str, secret: str, utterances: int, speec
     }
     print(f"{'flush → first synthesized audio':<34} {'p50':>8} {'p90':>8} {'max':>8}")
     for name, values in results.items():
-        p50, top = statistics.median(values), max(values)
-        p90 = statistics.quantiles(values, n=10)[-1] if len(values) >= MIN_SAMPLES_FOR_P90 else None
+        p50, top = percentile(values, 0.5), max(values)
+        p90 = percentile(values, 0.9) if len(values) >= MIN_SAMPLES_FOR_P90 else None
         summary[name] = {"p50": round(p50, 4), "p90": None if p90 is None else round(p90, 4), "max": round(top, 4)}
         shown = "—" if p90 is None else f"{p90 * 1000:.0f}ms"
         print(f"{name:<34} {p50 * 1000:>6.0f}ms {shown:>8} {top * 1000:>6.0f}ms")

@@ -39,17 +39,27 @@ SPEAKER_REFUSED = (
 )
 
 
-async def _open(request: web.Request) -> tuple[web.WebSocketResponse, auth.Claims | None]:
-    """Accept the socket, then authenticate; a bad token is closed with 4001 before any room message."""
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
-    await ws.prepare(request)
-    gateway = request.app[GATEWAY]
-    try:
-        claims = auth.verify(gateway.jwt_secret, request.query.get("token"), request.match_info["room"])
-    except auth.Unauthorized as exc:
-        await ws.close(code=CLOSE_UNAUTHORIZED, message=f"unauthorized: {exc}".encode()[:120])
-        return ws, None
-    return ws, claims
+SocketHandler = Callable[[web.Request, web.WebSocketResponse, auth.Claims, Gateway], Awaitable[None]]
+"""Serves one authenticated client socket until it closes."""
+
+
+def _websocket(handler: SocketHandler) -> Callable[[web.Request], Awaitable[web.WebSocketResponse]]:
+    """The route for ``handler``: accept the socket, then authenticate; a bad token is closed with
+    4001 before any room message, and only a verified client reaches ``handler``."""
+
+    async def route(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        await ws.prepare(request)
+        gateway = request.app[GATEWAY]
+        try:
+            claims = auth.verify(gateway.jwt_secret, request.query.get("token"), request.match_info["room"])
+        except auth.Unauthorized as exc:
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=f"unauthorized: {exc}".encode()[:120])
+            return ws
+        await handler(request, ws, claims, gateway)
+        return ws
+
+    return route
 
 
 async def _refuse_language(ws: web.WebSocketResponse, *codes: str | None) -> bool:
@@ -153,16 +163,13 @@ async def _serve(
         log.info("/ws/%s closed (%s)", endpoint, ws.close_code, extra=ids)
 
 
-async def audio_socket(request: web.Request) -> web.WebSocketResponse:
-    ws, claims = await _open(request)
-    if claims is None:
-        return ws
-    gateway = request.app[GATEWAY]
+@_websocket
+async def audio_socket(request: web.Request, ws: web.WebSocketResponse, claims: auth.Claims, gateway: Gateway) -> None:
     room_id = request.match_info["room"]
     speak = request.query.get("speak", "en")
     listen = request.query.get("listen", speak)
     if await _refuse_language(ws, speak, listen):
-        return ws
+        return
     session_id = uuid.uuid4().hex
     connection = gateway.connection("audio", room_id, claims.user_id, listen, session_id)
     grouper = FrameGrouper(room_id, session_id, claims.user_id, gateway.settings.frame_group_ms)
@@ -238,17 +245,15 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
     finally:
         await gateway.publish(*grouper.flush(speak, end_of_utterance=True))
         await gateway.publish(gateway.room_event(RoomEventKind.LEFT, connection, claims.name, speak))
-    return ws
 
 
-async def captions_socket(request: web.Request) -> web.WebSocketResponse:
-    ws, claims = await _open(request)
-    if claims is None:
-        return ws
-    gateway = request.app[GATEWAY]
+@_websocket
+async def captions_socket(
+    request: web.Request, ws: web.WebSocketResponse, claims: auth.Claims, gateway: Gateway
+) -> None:
     language = request.query.get("language")
     if await _refuse_language(ws, language):
-        return ws
+        return
     connection = gateway.connection("captions", request.match_info["room"], claims.user_id, language)
     # A viewer asking for a language is a listener of it: the room translates into it.
     if language:
@@ -262,14 +267,12 @@ async def captions_socket(request: web.Request) -> web.WebSocketResponse:
     finally:
         if language:
             await gateway.publish(gateway.room_event(RoomEventKind.LEFT, connection, claims.name, None))
-    return ws
 
 
-async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
-    ws, claims = await _open(request)
-    if claims is None:
-        return ws
-    gateway = request.app[GATEWAY]
+@_websocket
+async def signaling_socket(
+    request: web.Request, ws: web.WebSocketResponse, claims: auth.Claims, gateway: Gateway
+) -> None:
     room_id = request.match_info["room"]
     connection = gateway.connection("signaling", room_id, claims.user_id, None)
 
@@ -285,4 +288,3 @@ async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
         return True
 
     await _serve(ws, connection, gateway, "signaling", relay)
-    return ws
