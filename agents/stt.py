@@ -258,6 +258,8 @@ class _SpeakerStream:
     timings: tuple[StageTiming, ...] = ()
     """Timings of the latest frame: what this stream's next transcript carries on."""
     last_sequence: int = -1
+    finished_through: int = -1
+    """The last frame when an utterance last finished: every frame up to it is fully worked on."""
     last_frame_at: float = 0.0
     samples_seen: int = 0
     leftover: Float32Audio = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -275,6 +277,8 @@ class SpeechToText:
         self._window = vad.window_samples
         self._window_s = self._window / SAMPLE_RATE
         self._streams: dict[Hashable, _SpeakerStream] = {}
+        self._resumed: dict[Hashable, int] = {}
+        """Streams taken up from another worker, not heard yet: the frame their work is finished through."""
 
     def stream_key(self, frame: AudioFrame) -> Hashable:
         return (frame.room_id, frame.session_id)
@@ -290,12 +294,22 @@ class SpeechToText:
         stream = self._streams.get(key)
         return stream is not None and stream.utterance is not None
 
+    def done_through(self, key: Hashable) -> int | None:
+        stream = self._streams.get(key)
+        return stream.finished_through if stream is not None and stream.finished_through >= 0 else None
+
+    def resume(self, key: Hashable, done_through: int) -> None:
+        if key not in self._streams:
+            self._resumed[key] = done_through
+
     def process(self, frame: AudioFrame, received_at: float) -> Iterator[Transcript | UtteranceDropped]:
         stream = self._streams.get(self.stream_key(frame))
         if stream is None:
+            done = self._resumed.pop(self.stream_key(frame), -1)  # frames up to it were worked on elsewhere
             stream = _SpeakerStream(
-                self._vad.stream(), frame.room_id, frame.session_id, frame.speaker_id, frame.language
-            )
+                self._vad.stream(), frame.room_id, frame.session_id, frame.speaker_id, frame.language,
+                last_sequence=done, finished_through=done,
+            )  # fmt: skip
             self._streams[self.stream_key(frame)] = stream
         if frame.sequence_number <= stream.last_sequence:
             raise Dropped("duplicate")
@@ -429,6 +443,7 @@ class SpeechToText:
         utterance = stream.utterance
         assert utterance is not None
         stream.utterance = None
+        stream.finished_through = stream.last_sequence
         if utterance.voiced_windows * self._window_s < self._config.min_speech_s:
             return
         if utterance.stale:

@@ -35,7 +35,7 @@ from streams.broker import ensure_topics
 from streams.dlq import prior_attempts
 from streams.rooms import RoomState, apply_event, present
 from streams.settings import Settings
-from streams.stage import Dropped, StageTransform
+from streams.stage import Dropped, Resumable, StageTransform
 from streams.topics import BY_RECORD, DLQ, PIPELINE_LOAD, ROOM_EVENTS, TopicSpec
 from streams.transport import Consumer
 
@@ -226,6 +226,18 @@ class StageApp(faust.App):
             for event in held.pop(key, []):
                 event.ack()
 
+        resumable = transform if isinstance(transform, Resumable) else None
+        # How far each stream's work is finished, kept for a worker that takes over (see Resumable).
+        done: Any = {}
+        if resumable is not None:
+            done = self.Table(f"{stage}-done", partitions=self.settings.partitions, key_type=str, value_type=int)
+
+        def note_done(key: Hashable) -> None:
+            """Called in the agent, the one place a table may change; written only when it moved."""
+            through = resumable.done_through(key) if resumable is not None else None
+            if through is not None and done.get(str(key)) != through:
+                done[str(key)] = through
+
         @self.agent(source_topic, name=stage)
         async def run(stream: StreamT[bytes]) -> None:
             # Manual acks: a message stays unacknowledged while its stream's work is open.
@@ -239,6 +251,8 @@ class StageApp(faust.App):
                     event.ack()
                     continue
                 key = transform.stream_key(record)
+                if resumable is not None and (through := done.get(str(key))) is not None:
+                    resumable.resume(key, through)
                 if record.timings:
                     lag_s = max(0.0, received_at - record.timings[-1].sent_at)
                     metrics.CONSUME_LAG.labels(stage).observe(lag_s)
@@ -247,6 +261,7 @@ class StageApp(faust.App):
                 held[key].append(event)
                 if not transform.is_open(key):
                     release(key)
+                    note_done(key)
 
         @self.timer(EXPIRE_EVERY_S)
         async def expire() -> None:

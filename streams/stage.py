@@ -6,7 +6,7 @@ pure transform (in ``agents/``) and the one Faust loop that drives every stage
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from schemas import Envelope, UtteranceDropped
 
@@ -52,6 +52,26 @@ class StageTransform(Protocol[InT, OutT]):
 
     def expire(self, now: float) -> Sequence[OutT]:
         """Close streams that went quiet (a client vanished mid-utterance); their outputs."""
+        ...
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """A transform whose streams span messages and are numbered (STT's audio, by sequence number),
+    which can take up a stream where a dead worker left it.
+
+    A crash replays a partition from its committed offset, the first message of any stream still
+    open, so the messages of other streams that were fully worked on come again too. The worker
+    keeps each stream's ``done_through`` in a table and hands it to ``resume`` after a takeover:
+    the transform then skips those messages instead of working on them a second time.
+    """
+
+    def done_through(self, key: Hashable) -> int | None:
+        """The number of the stream's last message whose work is finished (None: nothing yet)."""
+        ...
+
+    def resume(self, key: Hashable, done_through: int) -> None:
+        """Take up stream ``key`` knowing its work is finished through ``done_through``."""
         ...
 
 

@@ -87,6 +87,29 @@ def test_a_vanished_speakers_utterance_is_closed_by_expire(vad: SileroVad) -> No
     assert not stt.is_open(("room", "s1"))
 
 
+def test_a_worker_taking_over_skips_what_was_done_and_goes_on_after_it(vad: SileroVad) -> None:
+    """A crash replays the partition from an older open stream; this stream's finished utterance comes
+    again. Resumed where its work was done, the new worker does not say it a second time."""
+    first_turn = list(frames(silence(0.3) + prompt_pcm("en", "agent-loginok") + silence(1.0)))
+    done_by_the_dead_one = SpeechToText(GrowingRecognizer(), vad, SttConfig())
+    finals = [t for f in first_turn for t in done_by_the_dead_one.process(f, f.captured_at) if t.is_final]
+    assert len(finals) == 1 and not done_by_the_dead_one.is_open(("room", "s1"))
+    done_through = done_by_the_dead_one.done_through(("room", "s1"))
+    assert done_through is not None and done_through < first_turn[-1].sequence_number
+
+    taking_over = SpeechToText(GrowingRecognizer(), vad, SttConfig())
+    taking_over.resume(("room", "s1"), done_through)
+    second_turn = [f.model_copy(update={"sequence_number": f.sequence_number + len(first_turn)}) for f in first_turn]
+    out: list[Transcript | UtteranceDropped] = []
+    for frame in first_turn + second_turn:  # the replay, then what the speaker says next
+        try:
+            out += taking_over.process(frame, frame.captured_at)
+        except Dropped as dropped:
+            assert dropped.reason == "duplicate" and frame.sequence_number <= done_through
+    [final] = [t for t in out if t.is_final]  # one: the finished utterance is not said again
+    assert int(final.utterance_id.split(":")[1]) >= len(first_turn), "not the second turn's utterance"
+
+
 def test_duplicate_and_malformed_frames_are_dropped(vad: SileroVad) -> None:
     stt = SpeechToText(GrowingRecognizer(), vad, SttConfig())
     first = next(frames(silence(0.1)))
