@@ -155,9 +155,12 @@ def _on_caption(room: Room, event: dict[str, Any], now: float) -> None:
         utterance.translated_at = now
 
 
-async def run_rooms(url: str, secret: str, rooms: int, speech: Sequence[bytes], speak: str, listen: str) -> list[Room]:
+async def run_rooms(
+    url: str, secret: str, rooms: int, speech: Sequence[bytes], speak: str, listen: str, drain_s: float = DRAIN_S
+) -> list[Room]:
     """``rooms`` meetings at once through the gateway at ``url``, each speaker streaming ``speech`` (trimmed
-    recordings) in real time; returns what each room's clients received of each utterance."""
+    recordings) in real time; returns what each room's clients received of each utterance by ``drain_s``
+    after the last one."""
     from web.auth import mint
 
     ws_url = url.replace("http", "ws", 1)
@@ -186,7 +189,7 @@ async def run_rooms(url: str, secret: str, rooms: int, speech: Sequence[bytes], 
         ]
         speakers = [_speak(s, room, speech, i * cycle_s / rooms) for i, (room, s, _, _) in enumerate(sockets)]
         await asyncio.gather(*speakers)
-        await asyncio.sleep(DRAIN_S)
+        await asyncio.sleep(drain_s)
         for task in listeners:
             task.cancel()
         for _, *opened in sockets:

@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 UTTERANCES = 12
 JOIN_S = 2.0
 """run_rooms lets the room form for this long before the speaker starts."""
+LATE_S = 30.0
+"""How long after the meeting an utterance may still arrive: work redone after a crash is late, not lost."""
 KILL_DURING = {"stt": (4, 0.5), "translate": (4, 1.0), "tts": (4, 1.2)}
 """When each stage is killed: (utterance, fraction of it). stt in the middle of the utterance's audio,
 translate and tts just after its speech ended, while its final is being translated or spoken."""
@@ -74,7 +76,7 @@ async def test_a_stage_killed_mid_meeting_loses_no_utterance(production: Meeting
         return restart_s
 
     [room], restart_s = await asyncio.gather(
-        run_rooms(production.url, production.secret, 1, speech, "en", "es"), crash()
+        run_rooms(production.url, production.secret, 1, speech, "en", "es", LATE_S), crash()
     )
     outcome = summarize([room], None)
     delivered = {
@@ -113,12 +115,15 @@ async def test_with_replicas_a_crash_costs_a_rebalance() -> None:
                 await asyncio.sleep(0.2)
             return moved_s, time.time() - killed_at
 
+        started_at = time.time()
         [room], (moved_s, back_s) = await asyncio.gather(
-            run_rooms(system.url, system.secret, 1, speech, "en", "es"), crash()
+            run_rooms(system.url, system.secret, 1, speech, "en", "es", LATE_S), crash()
         )
     outcome = summarize([room], None)
     announced = sum(bool(u.announced) for u in room.utterances)
     print(f"stt replica killed: the other processed {moved_s:.2f} s later; its replacement up {back_s:.1f} s later; "
           f"missing {outcome['finals_missing']}/{outcome['translations_missing']}/{outcome['audio_missing']}, "
           f"announced {announced} of {len(speech)}")  # fmt: skip
-    assert (outcome["finals_missing"], outcome["translations_missing"], outcome["audio_missing"]) == (0, 0, 0)
+    timeline = [(round(u.ended_at - started_at - kill_after, 1), u.final_at, u.translated_at, u.audio_ended_at)
+                for u in room.utterances]  # fmt: skip
+    assert (outcome["finals_missing"], outcome["translations_missing"], outcome["audio_missing"]) == (0, 0, 0), timeline
