@@ -71,8 +71,8 @@ class Egress(Background):
             enable_auto_commit=False,
             fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
-        await consumer.start()
-        try:
+        try:  # stopped also when it could not start (the broker is away): no leaked client
+            await consumer.start()
             await consumer.topics()  # loads partition metadata
 
             def partitions(specs: tuple[TopicSpec, ...]) -> list[TopicPartition]:
