@@ -119,7 +119,7 @@ class Ingest:
         self._max_in_flight = max_in_flight
         self._producer: AIOKafkaProducer | None = None
         self._pending: dict[asyncio.Future[Any], float] = {}
-        """Records sent and not yet delivered, with when they were sent."""
+        """Records sent and not yet delivered, with when they were sent: in sending order, oldest first."""
         self._failed = False
         """The last record failed (to queue, or to be delivered): the broker is away until one is delivered."""
         self._probe_at = 0.0
@@ -149,7 +149,7 @@ class Ingest:
 
     def available(self, now: float) -> bool:
         """Whether the broker is taking records: none pending for ``STALL_S``, and the last one delivered."""
-        oldest = min(self._pending.values(), default=now)
+        oldest = next(iter(self._pending.values()), now)  # on every record: the first is the oldest, O(1)
         return not self._failed and now - oldest < STALL_S
 
     async def produce(self, *records: Envelope) -> None:
