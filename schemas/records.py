@@ -200,8 +200,8 @@ class StageLoad(Envelope):
     """How far behind real time its newest work is: taken − captured (audio) or − sent (text)."""
     busy: float
     """Share of the last report period its inference thread spent working, 0 to 1."""
-    active_streams: int
-    """Streams (for stt: speakers) that sent something within the last few seconds."""
+    active_streams: tuple[str, ...]
+    """Streams (for stt: speakers' session ids) that sent something within the last few seconds."""
 
     @property
     def key(self) -> str:

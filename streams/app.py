@@ -57,23 +57,23 @@ class LoadMeter:
         self._period_started = time.monotonic()
         self._busy_s = 0.0
         self._backlog_s = 0.0
-        self._last_seen: dict[Hashable, float] = {}
+        self._last_seen: dict[str, float] = {}
 
     def taken(self, key: Hashable, lag_s: float) -> None:
         self._backlog_s = max(self._backlog_s, lag_s)
         if key is not None:
-            self._last_seen[key] = time.monotonic()
+            self._last_seen[str(key)] = time.monotonic()
 
     def worked(self, seconds: float) -> None:
         self._busy_s += seconds
 
-    def report(self) -> tuple[float, float, int]:
-        """(backlog_s, busy share, active streams) since the last report, and start a new period."""
+    def report(self) -> tuple[float, float, tuple[str, ...]]:
+        """(backlog_s, busy share, active streams' keys) since the last report, and start a new period."""
         now = time.monotonic()
         busy = min(1.0, self._busy_s / max(1e-3, now - self._period_started))
         for key in [k for k, at in self._last_seen.items() if now - at > ACTIVE_WINDOW_S]:
             del self._last_seen[key]
-        figures = (self._backlog_s, busy, len(self._last_seen))
+        figures = (self._backlog_s, busy, tuple(sorted(self._last_seen)))
         self._period_started, self._busy_s, self._backlog_s = now, 0.0, 0.0
         return figures
 

@@ -228,31 +228,30 @@ def test_room_state_is_a_fold_over_events() -> None:
     assert listening_languages(state) == {"de"}
 
 
-def _stt_report(worker: str, at: float, active: int, backlog_s: float = 0.0) -> StageLoad:
+def _stt_report(worker: str, at: float, *speakers: str, backlog_s: float = 0.0) -> StageLoad:
     return StageLoad(stage="stt", worker_id=worker, at=at, ready=True, partitions=(0, 1), backlog_s=backlog_s,
-                     busy=0.5, active_streams=active)  # fmt: skip
+                     busy=0.5, active_streams=speakers)  # fmt: skip
 
 
 def test_admission_counts_every_stt_worker_and_the_speakers_admitted_since_their_reports() -> None:
     load = PipelineLoad({"stt": 4})
     admission = Admission(load, max_speakers=4, max_backlog_s=1.0)
-    load.update(_stt_report("a", at=100.0, active=1))
-    load.update(_stt_report("b", at=100.0, active=1))
-    assert admission.admit(100.2) and admission.admit(100.3)  # 2 streaming + 2 just admitted: full
-    assert not admission.admit(100.4)
-    load.update(_stt_report("a", at=101.5, active=2))  # the reports now show the two newcomers
-    load.update(_stt_report("b", at=101.5, active=2))
-    assert not admission.admit(101.6)
-    load.update(_stt_report("b", at=102.5, active=1))  # one left
-    load.update(_stt_report("a", at=102.5, active=2))
-    assert admission.admit(102.6)
-    load.update(_stt_report("a", at=103.0, active=0, backlog_s=2.0))  # running behind: nobody new
-    assert not admission.admit(103.1)
+    load.update(_stt_report("a", 100.0, "s1"))
+    load.update(_stt_report("b", 100.0, "s2"))
+    assert admission.admit("s3", 100.2) and admission.admit("s4", 100.3)  # 2 streaming + 2 just admitted: full
+    assert not admission.admit("s5", 100.4)
+    load.update(_stt_report("a", 101.0, "s1", "s3"))  # the reports now show the newcomers: counted once
+    load.update(_stt_report("b", 101.0, "s2", "s4"))
+    assert not admission.admit("s5", 101.1)
+    load.update(_stt_report("b", 101.5, "s2"))  # s4 left; it was admitted 1.2 s ago, but is in no report
+    assert admission.admit("s5", 101.5)
+    load.update(_stt_report("a", 103.0, backlog_s=2.0))  # running behind: nobody new
+    assert not admission.admit("s6", 103.1)
 
 
 def test_readiness_needs_every_partition_of_every_stage_owned_by_a_fresh_ready_worker() -> None:
     load = PipelineLoad({"stt": 2, "tts": 2})
-    load.update(_stt_report("a", at=100.0, active=0))
+    load.update(_stt_report("a", 100.0))
     assert load.readiness(100.5) == {"stt": True, "tts": False}
     assert load.readiness(104.0) == {"stt": False, "tts": False}  # a report that old is a worker gone
 

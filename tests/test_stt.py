@@ -70,11 +70,11 @@ def test_flush_closes_the_utterance_at_once(vad: SileroVad) -> None:
     speech = list(frames(silence(0.3) + prompt_pcm("en", "agent-loginok")))
     for frame in speech:
         list(stt.process(frame, frame.captured_at))
-    assert stt.is_open(("room", "s1"))
+    assert stt.is_open("s1")
     flush = speech[-1].model_copy(update={"sequence_number": len(speech), "pcm": b"", "end_of_utterance": True})
     out = list(stt.process(flush, flush.captured_at))
     assert [t.is_final for t in out] == [True]
-    assert not stt.is_open(("room", "s1"))
+    assert not stt.is_open("s1")
 
 
 def test_a_vanished_speakers_utterance_is_closed_by_expire(vad: SileroVad) -> None:
@@ -84,7 +84,7 @@ def test_a_vanished_speakers_utterance_is_closed_by_expire(vad: SileroVad) -> No
     assert stt.expire(now=1000.0) == []
     closed = stt.expire(now=1100.0)
     assert [t.is_final for t in closed] == [True]
-    assert not stt.is_open(("room", "s1"))
+    assert not stt.is_open("s1")
 
 
 def test_a_worker_taking_over_skips_what_was_done_and_goes_on_after_it(vad: SileroVad) -> None:
@@ -93,12 +93,12 @@ def test_a_worker_taking_over_skips_what_was_done_and_goes_on_after_it(vad: Sile
     first_turn = list(frames(silence(0.3) + prompt_pcm("en", "agent-loginok") + silence(1.0)))
     done_by_the_dead_one = SpeechToText(GrowingRecognizer(), vad, SttConfig())
     finals = [t for f in first_turn for t in done_by_the_dead_one.process(f, f.captured_at) if t.is_final]
-    assert len(finals) == 1 and not done_by_the_dead_one.is_open(("room", "s1"))
-    done_through = done_by_the_dead_one.done_through(("room", "s1"))
+    assert len(finals) == 1 and not done_by_the_dead_one.is_open("s1")
+    done_through = done_by_the_dead_one.done_through("s1")
     assert done_through is not None and done_through < first_turn[-1].sequence_number
 
     taking_over = SpeechToText(GrowingRecognizer(), vad, SttConfig())
-    taking_over.resume(("room", "s1"), done_through)
+    taking_over.resume("s1", done_through)
     second_turn = [f.model_copy(update={"sequence_number": f.sequence_number + len(first_turn)}) for f in first_turn]
     out: list[Transcript | UtteranceDropped] = []
     for frame in first_turn + second_turn:  # the replay, then what the speaker says next

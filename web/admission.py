@@ -10,15 +10,13 @@ speech recognition runs behind real time, a new speaker is refused with
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 
 from schemas import StageLoad
 
 FRESH_S = 3.0
-"""A report older than this is from a worker that is gone (workers report every second)."""
-REACH_S = 0.5
-"""An admitted speaker's first audio reaches the speech stage within this; reports after that count it."""
+"""A report older than this is from a worker that is gone (workers report every second). A speaker
+this gateway admitted is in the reports well within it."""
 
 
 class PipelineLoad:
@@ -40,37 +38,36 @@ class PipelineLoad:
             ready[stage] = owned >= set(range(partitions))
         return ready
 
-    def active_streams(self, stage: str, now: float) -> int:
-        return sum(r.active_streams for r in self._fresh(stage, now))
+    def active_streams(self, stage: str, now: float) -> set[str]:
+        return {key for r in self._fresh(stage, now) for key in r.active_streams}
 
     def backlog_s(self, stage: str, now: float) -> float:
         return max((r.backlog_s for r in self._fresh(stage, now)), default=0.0)
-
-    def reported_at(self, stage: str, now: float) -> float:
-        """When the oldest of the stage's fresh reports was made (0 when there is none)."""
-        return min((r.at for r in self._fresh(stage, now)), default=0.0)
 
 
 class Admission:
     """Admits a new speaker while speech recognition has room: fewer than ``max_speakers`` streaming
     and no more than ``max_backlog_s`` behind real time.
 
-    Workers report once a second, so the speakers this gateway admitted since the reports were
-    made count too: a burst of joins cannot all slip in before the next report shows them.
+    Workers report the speakers (session ids) they heard once a second, so a speaker this gateway
+    admitted counts on its own until a report shows it: a burst of joins cannot all slip in before
+    the next report, and a speaker already in a report is not counted twice.
     """
 
     def __init__(self, load: PipelineLoad, max_speakers: int, max_backlog_s: float) -> None:
         self._load = load
         self._max_speakers = max_speakers
         self._max_backlog_s = max_backlog_s
-        self._recent: deque[float] = deque()
+        self._admitted: dict[str, float] = {}
+        """Session id → when this gateway admitted it, until a report shows it."""
 
-    def admit(self, now: float) -> bool:
-        counted_from = max(self._load.reported_at("stt", now) - REACH_S, now - FRESH_S)
-        while self._recent and self._recent[0] < counted_from:
-            self._recent.popleft()
-        speakers = self._load.active_streams("stt", now) + len(self._recent)
+    def admit(self, session_id: str, now: float) -> bool:
+        streaming = self._load.active_streams("stt", now)
+        for session, at in list(self._admitted.items()):  # a few entries: the last seconds' admissions
+            if session in streaming or at < now - FRESH_S:
+                del self._admitted[session]  # the reports count it now (or it never spoke)
+        speakers = len(streaming) + len(self._admitted)
         if speakers >= self._max_speakers or self._load.backlog_s("stt", now) > self._max_backlog_s:
             return False
-        self._recent.append(now)
+        self._admitted[session_id] = now
         return True

@@ -49,7 +49,7 @@ class Gateway:
         for result in ("admitted", "refused"):
             metrics.ADMISSIONS.labels(result)
         metrics.ACTIVE_ROOMS.set_function(lambda: self.router.local_rooms)
-        metrics.ACTIVE_SPEAKERS.set_function(lambda: self.load.active_streams("stt", time.time()))
+        metrics.ACTIVE_SPEAKERS.set_function(lambda: len(self.load.active_streams("stt", time.time())))
 
     async def start(self, app: web.Application) -> None:
         await ensure_topics(self.bootstrap, self.settings.partitions)

@@ -199,7 +199,7 @@ async def audio_socket(request: web.Request, ws: web.WebSocketResponse, claims: 
         if not await audio_rate.allows(ws, len(pcm)):
             return
         if not admitted:  # a new speaker: is there room for one more?
-            admitted = gateway.admission.admit(time.time())
+            admitted = gateway.admission.admit(session_id, time.time())
             if not admitted:
                 metrics.DROPPED.labels("gateway", "not_admitted").inc()
                 if not refused:
