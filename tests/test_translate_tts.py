@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
+from agents.engines.apertium import ApertiumTranslator
 from agents.engines.nllb import NllbTranslator
 from agents.translate import Translate, TranslateConfig
 from agents.tts import CHUNK_SAMPLES, Synthesize
@@ -68,6 +71,19 @@ def translation(text: str, is_final: bool = True, language: str = "en") -> Trans
         **transcript(text, is_final).model_dump(exclude={"language", "text"}),
         language=language, text=text, source_language="es", target_language=language,
     )  # fmt: skip
+
+
+def test_apertium_kept_running_translates_as_apertium_does_and_restarts_when_it_dies() -> None:
+    sentences = ["Hello, how are you today?", "It costs $5 [or 50/50] @ noon *really*.", "I would like a coffee."]
+    by_apertium = [
+        " ".join(subprocess.run(["apertium", "-u", "eng-spa"], input=s, capture_output=True, text=True).stdout.split())
+        for s in sentences
+    ]  # fmt: skip
+    translator = ApertiumTranslator()
+    assert [translator.translate(s, "en", ["es"])["es"] for s in sentences] == by_apertium
+    [pipeline] = translator._pipelines.values()
+    pipeline.close()  # as if it had crashed
+    assert translator.translate(sentences[0], "en", ["es"]) == {"es": by_apertium[0]}
 
 
 def test_speech_comes_sentence_by_sentence_and_closes_with_a_marker() -> None:
