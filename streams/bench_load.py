@@ -12,6 +12,8 @@ silence, and the bench knows when it sent its last sample). Measured:
 
 - final caption: end of speech → the original-language final arrives;
 - first translated audio: end of speech → the listener's ``audio_start``;
+- partials per final: partial captions received per delivered final (fewer when the speech stage,
+  behind, skips them so that finals come first);
 - announced: utterances whose original was announced as dropped (``dropped``);
 - refused: utterances of speakers refused with ``overloaded`` at admission;
 - missing, for the original final, its translation and its translated speech (through
@@ -38,6 +40,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +89,8 @@ class Room:
     refused: bool = False
     ids: dict[str, int] = field(default_factory=dict)
     """utterance id (from the pipeline) → index of the utterance it belongs to."""
+    partials: Counter[str] = field(default_factory=Counter)
+    """utterance id → partial captions of it received (skipped first when speech recognition is behind)."""
 
     def index_of(self, timestamp_ms: int) -> int | None:
         """The utterance whose speech ended closest before a caption's ``timestamp_ms`` (end of speech)."""
@@ -148,6 +153,8 @@ def _on_caption(room: Room, event: dict[str, Any], now: float) -> None:
     utterance = room.utterances[index]
     if event["event"] == "dropped":
         utterance.announced.add(event["language"])
+    elif not event["is_final"] and event["language"] == room.speak:
+        room.partials[event["utterance_id"]] += 1
     elif event["is_final"] and event["language"] == room.speak:
         room.ids[event["utterance_id"]] = index
         utterance.final_at = now
@@ -202,6 +209,7 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
     admitted = [r for r in rooms if not r.refused]
     finals = [u.final_at - u.ended_at for r in admitted for u in r.utterances if u.final_at]
     audio = [u.first_audio_at - u.ended_at for r in admitted for u in r.utterances if u.first_audio_at]
+    partials = [r.partials[utterance_id] for r in admitted for utterance_id in r.ids]
 
     def missing(delivered: Callable[[Utterance], float | None], announced_in: Callable[[Room], set[str]]) -> int:
         return sum(1 for r in admitted for u in r.utterances
@@ -214,6 +222,7 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
         "final_p90_s": round(percentile(finals, 0.9), 3),
         "final_max_s": round(max(finals, default=float("nan")), 3),
         "first_audio_p50_s": round(percentile(audio, 0.5), 3),
+        "partials_per_final": round(float(np.mean(partials)), 1) if partials else float("nan"),
         "finals_missing": missing(lambda u: u.final_at, lambda r: {r.speak}),
         "translations_missing": missing(lambda u: u.translated_at, lambda r: {r.speak, r.listen}),
         "audio_missing": missing(lambda u: u.audio_ended_at, lambda r: {r.speak, r.listen}),
@@ -259,8 +268,9 @@ def bench_load(
     again beside it.
     """
     rows: list[dict[str, object]] = []
-    columns = ["rooms", "final_p50_s", "final_p90_s", "final_max_s", "first_audio_p50_s", "finals_missing",
-               "translations_missing", "audio_missing", "announced", "refused", "stt_cpu_cores"]  # fmt: skip
+    columns = ["rooms", "final_p50_s", "final_p90_s", "final_max_s", "first_audio_p50_s", "partials_per_final",
+               "finals_missing", "translations_missing", "audio_missing", "announced", "refused",
+               "stt_cpu_cores"]  # fmt: skip
     print(" | ".join(columns), flush=True)
     recorded: list[str] = []
 
