@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from schemas import SAMPLE_RATE
-from streams.bench_load import PAUSE_S, run_rooms, summarize
+from streams.bench_load import PAUSE_S, Room, run_rooms, summarize
 from streams.cli import bench_speech, worker_port
 from tests.conftest import Meeting, running_up, spares_warm, worker
 
@@ -33,6 +33,20 @@ LATE_S = 30.0
 KILL_DURING = {"stt": (4, 0.5), "translate": (4, 1.0), "tts": (4, 1.2)}
 """When each stage is killed: (utterance, fraction of it). stt in the middle of the utterance's audio,
 translate and tts just after its speech ended, while its final is being translated or spoken."""
+
+
+def timeline(room: Room, killed_at: float) -> str:
+    """Each utterance's fate, one line each, relative to the kill: what a failure needs to be read."""
+
+    def after(ended_at: float, at: float | None) -> str:
+        return "missing" if at is None else f"+{at - ended_at:.2f} s"
+
+    return "\n".join(
+        f"utterance {i}: ended {u.ended_at - killed_at:+.1f} s from the kill; final {after(u.ended_at, u.final_at)}, "
+        f"translation {after(u.ended_at, u.translated_at)}, speech {after(u.ended_at, u.audio_ended_at)}, "
+        f"announced {sorted(u.announced)}"
+        for i, u in enumerate(room.utterances)
+    )
 
 
 async def processed(system: Meeting, stage: str, replica: int = 0) -> float | None:
@@ -86,9 +100,8 @@ async def test_a_stage_killed_mid_meeting_loses_no_utterance(production: Meeting
     }
     announced = sum(bool(u.announced) for u in room.utterances)
     print(f"{stage} killed: restart {restart_s:.2f} s; delivered {delivered}, announced {announced} of {UTTERANCES}")
-    timeline = [(round(u.ended_at - killed_at[0], 1), u.final_at, u.translated_at, u.audio_ended_at, u.announced)
-                for u in room.utterances]  # fmt: skip
-    assert (outcome["finals_missing"], outcome["translations_missing"], outcome["audio_missing"]) == (0, 0, 0), timeline
+    missing = (outcome["finals_missing"], outcome["translations_missing"], outcome["audio_missing"])
+    assert missing == (0, 0, 0), timeline(room, killed_at[0])
 
 
 async def test_with_replicas_a_crash_costs_a_rebalance() -> None:
@@ -102,20 +115,21 @@ async def test_with_replicas_a_crash_costs_a_rebalance() -> None:
     with running_up("up-replicas.log", {"DRAGOMAN_REPLICAS": "2"}) as system:
         assert worker(system, "stt", 1).pid != worker(system, "stt", 0).pid
 
+        killed_at: list[float] = []
+
         async def crash() -> tuple[float, float]:
             await asyncio.sleep(kill_after)
             counts = [await processed(system, "stt", replica) or 0.0 for replica in (0, 1)]
             serving = 0 if counts[0] > counts[1] else 1  # the only room is on one replica's partitions
             victim = worker(system, "stt", serving)
-            killed_at = time.time()
+            killed_at.append(time.time())
             victim.kill()
             other = 1 - serving
-            moved_s = await asyncio.wait_for(first_processed(system, "stt", killed_at, other, counts[other]), 60)
+            moved_s = await asyncio.wait_for(first_processed(system, "stt", killed_at[0], other, counts[other]), 60)
             while await processed(system, "stt", serving) is None:  # its replacement loads its models
                 await asyncio.sleep(0.2)
-            return moved_s, time.time() - killed_at
+            return moved_s, time.time() - killed_at[0]
 
-        started_at = time.time()
         [room], (moved_s, back_s) = await asyncio.gather(
             run_rooms(system.url, system.secret, 1, speech, "en", "es", LATE_S), crash()
         )
@@ -124,6 +138,5 @@ async def test_with_replicas_a_crash_costs_a_rebalance() -> None:
     print(f"stt replica killed: the other processed {moved_s:.2f} s later; its replacement up {back_s:.1f} s later; "
           f"missing {outcome['finals_missing']}/{outcome['translations_missing']}/{outcome['audio_missing']}, "
           f"announced {announced} of {len(speech)}")  # fmt: skip
-    timeline = [(round(u.ended_at - started_at - kill_after, 1), u.final_at, u.translated_at, u.audio_ended_at)
-                for u in room.utterances]  # fmt: skip
-    assert (outcome["finals_missing"], outcome["translations_missing"], outcome["audio_missing"]) == (0, 0, 0), timeline
+    missing = (outcome["finals_missing"], outcome["translations_missing"], outcome["audio_missing"])
+    assert missing == (0, 0, 0), timeline(room, killed_at[0])
