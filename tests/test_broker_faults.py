@@ -108,12 +108,12 @@ async def test_the_system_survives_a_broker_that_goes_away_and_comes_back(s3_sto
                 broker = await asyncio.to_thread(EmbeddedBroker(broker.port, s3_storage).start)
                 back_at = time.time()
 
-                async def ready() -> bool:
+                async def readiness() -> dict[str, object]:
                     async with http.get(f"{system.url}/readyz") as response:
-                        return response.status == 200
+                        return dict(await response.json())
 
-                while not await ready():
-                    assert time.time() - back_at < 120, "the system did not become ready again"
+                while not (state := await readiness())["ready"]:
+                    assert time.time() - back_at < 120, f"the system did not become ready again: {state}"
                     await asyncio.sleep(0.2)
                 ready_s = time.time() - back_at
                 before = len(finals("es"))
