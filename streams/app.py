@@ -51,7 +51,7 @@ ACTIVE_WINDOW_S = 5.0
 
 
 class LoadMeter:
-    """What a worker reports about its load: how far behind real time, how busy, how many streams."""
+    """What a worker reports about its load: how far behind real time, how busy, which streams."""
 
     def __init__(self) -> None:
         self._period_started = time.monotonic()

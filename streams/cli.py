@@ -122,7 +122,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
         return
 
     import faust
-    from threadpoolctl import threadpool_limits
 
     from agents import stt, transcribe, translate, tts
     from streams import logs, metrics
@@ -136,10 +135,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
         "tts": tts.register,
         "transcribe": transcribe.register,
     }
-    # numpy's OpenBLAS keeps a thread per core spinning after every call, even after the small
-    # matrix product of Whisper's mel filter bank: measured here, that doubled the CPU one decode
-    # takes (1.9 cores busy for 1). The engines set their own threads for the real work.
-    threadpool_limits(limits=1, user_api="blas")
     started = time.perf_counter()
     stages[args.stage](app)
     metrics.MODEL_LOAD.labels(args.stage).set(time.perf_counter() - started)

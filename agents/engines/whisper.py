@@ -52,12 +52,20 @@ class WhisperRecognizer:
 
     def __init__(self, multilingual_dir: Path, english_dir: Path | None, device: str, compute_type: str) -> None:
         import whisperx
+        from threadpoolctl import threadpool_limits
         from whisperx.log_utils import setup_logging
 
         from streams.logs import adopt_lightning
 
         setup_logging(level="warning")  # else an INFO line per pipeline call, on its own handler
         adopt_lightning()  # else a checkpoint-upgrade notice per model load
+
+        # numpy's OpenBLAS keeps a thread per core spinning after every call, even after the small
+        # matrix product of the mel filter bank each decode starts with: measured here, one decode
+        # kept 1.9 cores busy for 1 core of work. The limit is the process's: every process that
+        # recognizes speech (stt and transcribe workers, replay, benches) gets it, and CTranslate2
+        # sets its own threads below.
+        threadpool_limits(limits=1, user_api="blas")
 
         self.name = f"whisperx:{multilingual_dir.name}" + (f"+{english_dir.name}" if english_dir else "")
         device = pick_device(device)
