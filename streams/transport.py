@@ -46,30 +46,40 @@ class Consumer(faust_aiokafka.Consumer):
         Faust ends a rebalance's table recovery (``Recovery.on_recovery_completed``) by resuming
         the partitions, seeking them to their committed offsets, and then resuming flow control,
         which clears every stream's queue. Messages fetched after that seek and queued before the
-        clear are thrown away and never fetched again; on a worker's first start flow control was
-        never suspended, so nothing held them back. A translate worker taking over lost the final
-        it had to translate. Here, until recovery has completed and while flow is suspended, stream
-        messages (not changelogs: recovery reads those) are held back, and the partition is sought
-        back to the first of them afterwards.
+        clear are thrown away and never fetched again. A translate worker taking over lost the
+        final it had to translate; an stt replica taking over lost the utterance in progress (the
+        seek waits on the broker, and the agent took the first frames meanwhile).
+
+        Here stream messages (not changelogs: recovery reads those) are held back until the
+        rebalance has ended, which Faust marks after its last clear, and each partition is sought
+        back to the first of them. Flow control and ``recovery.completed`` do not say this:
+        recovery resumes flow while it reads changelogs, and ``completed`` stays set after a
+        worker's first recovery.
         """
         tables = cast(TableManager, self.app.tables)
+        if self._flowing(tables):  # at once, not when the partition's next message comes: a speaker may have stopped
+            for tp, (first, sought) in list(self._fetch_again.items()):
+                if not sought:
+                    self._fetch_again[tp] = (first, True)
+                    await self.seek(tp, first)
         changelogs = tables.changelog_topics  # a set built anew on each access: once per fetch, not per message
         async for tp, message in super().getmany(timeout):
             if tp.topic in changelogs:  # what recovery itself reads
                 yield tp, message
                 continue
-            if not (self.app.flow_control.is_active() and tables.recovery.completed.is_set()):
-                self._fetch_again.setdefault(tp, (message.offset, False))
+            if not self._flowing(tables):
+                first, _ = self._fetch_again.get(tp, (message.offset, False))
+                self._fetch_again[tp] = (min(first, message.offset), False)  # Faust may have sought back meanwhile
                 continue
             if tp in self._fetch_again:
-                first, sought = self._fetch_again[tp]
-                if message.offset > first:  # what followed the held-back messages: it comes again after them
-                    if not sought:
-                        self._fetch_again[tp] = (first, True)
-                        await self.seek(tp, first)
+                first, _ = self._fetch_again[tp]
+                if message.offset > first:  # fetched before the seek back: it comes again after the held ones
                     continue
                 del self._fetch_again[tp]
             yield tp, message
+
+    def _flowing(self, tables: TableManager) -> bool:
+        return not self.app.rebalancing and self.app.flow_control.is_active() and tables.recovery.completed.is_set()
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:  # whoever owns it next starts from its committed offset
