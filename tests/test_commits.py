@@ -4,7 +4,8 @@ A stage holds a speaker's audio messages unacknowledged while their utterance is
 another speaker's messages in the same partition as soon as they are done. Faust 0.15.3's
 ``Consumer._new_offset`` then commits past the held one (faust-streaming #606): a crash would lose
 that utterance. ``streams.transport.Consumer`` owns the commit instead. Both are called here on
-the same consumer state.
+the same consumer state. Last, what a worker taking over a partition fetches before Faust's
+rebalance has ended must reach its stream after it, not be thrown away with Faust's queues.
 """
 
 from __future__ import annotations
@@ -81,3 +82,46 @@ def test_the_commit_never_passes_a_held_message(decisions: list[bool], committed
         assert all(o in acked for o in range(committed, new))
     expected = min(held) if held else committed + len(decisions)
     assert (new or committed) == expected
+
+
+class Rebalance:
+    """What ``Consumer.getmany`` reads of a worker taking over a partition: Faust's recovery has
+    completed once before (``completed`` stays set) and resumes flow while it reads changelogs, so
+    only ``rebalancing`` says that Faust's last queue clear is still to come."""
+
+    def __init__(self) -> None:
+        self.rebalancing = True
+        flow_control = SimpleNamespace(is_active=lambda: True)
+        recovery = SimpleNamespace(completed=SimpleNamespace(is_set=lambda: True))
+        self.tables = SimpleNamespace(changelog_topics=set(), recovery=recovery)
+        self.flow_control = flow_control
+
+
+async def test_messages_fetched_before_the_rebalance_ends_come_again_after_it(monkeypatch: Any) -> None:
+    fetches: list[list[int]] = [list(range(131, 141)), list(range(141, 151)), list(range(131, 151))]
+
+    async def faust_getmany(self: Any, timeout: float) -> Any:
+        for offset in fetches.pop(0):
+            yield PARTITION, SimpleNamespace(offset=offset)
+
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", faust_getmany)
+    consumer = Consumer.__new__(Consumer)
+    consumer.app = app = Rebalance()  # type: ignore[assignment]
+    consumer._fetch_again = {}
+    consumer.seek = seek  # type: ignore[method-assign]
+
+    async def fetch() -> list[int]:
+        return [message.offset async for _, message in consumer.getmany(timeout=0.1)]
+
+    # Fetched during the rebalance: a queue clear would throw these away, so none goes out.
+    assert await fetch() == []
+    app.rebalancing = False
+    # The next fetch seeks back first; what it still returns from the old position is skipped.
+    assert await fetch() == []
+    assert sought == [(PARTITION, 131)]
+    assert await fetch() == list(range(131, 151))
