@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -62,6 +63,73 @@ def spoken_prompts(lang: str, count: int) -> list[str]:
         if len(said.split()) >= 3 and "[" not in said and (SOUNDS / lang / f"{name}.wav").exists()
     )
     return names[:count]
+
+
+PROMPTS_FILE = Path(str(resources.files("agents").joinpath("data", "prompts.json")))
+RECORDED = ("en", "es", "fr", "it")
+"""Languages whose prompts are recordings; the others' speakers are their voice reading the references."""
+
+
+@cache
+def parallel_prompts() -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The prompt names said in every language of the multilingual bench, and language → name → what is
+    said: Asterisk's transcripts where it recorded the language, the project's own references elsewhere."""
+    data = json.loads(PROMPTS_FILE.read_text())
+    names: list[str] = data["names"]
+    said = {lang: {n: prompt_transcripts(lang)[n] for n in names} for lang in RECORDED}
+    said.update({lang: data[lang] for lang in data if lang not in ("about", "names")})
+    return names, said
+
+
+def parallel_speech(lang: str, name: str, synthesizer: SpeechSynthesizer | None = None) -> Float32Audio:
+    """A prompt spoken in ``lang``: its recording, or ``synthesizer`` reading its reference."""
+    if lang in RECORDED:
+        return prompt_audio(lang, name)
+    if synthesizer is None:
+        raise ValueError(f"no recording in {lang!r}: give a synthesizer to speak it")
+    return np.concatenate(list(synthesizer.synthesize(parallel_prompts()[1][lang][name], lang)))
+
+
+def chrf_bleu(references: list[str], hypotheses: list[str]) -> tuple[float, float]:
+    """Corpus chrF and BLEU (sacrebleu's defaults) of ``hypotheses`` against one reference each."""
+    import sacrebleu
+
+    return (round(sacrebleu.corpus_chrf(hypotheses, [references]).score, 1),
+            round(sacrebleu.corpus_bleu(hypotheses, [references]).score, 1))  # fmt: skip
+
+
+def bench_route_quality(settings: Settings) -> dict[str, float]:
+    """chrF of every direct direction and every one-pivot chain between the parallel languages, text to
+    text on the references: what the registry picks pivots by (``agents/data/translation_quality.json``).
+    A tuning figure for routing, not the live one (that is from speech: ``bench languages``)."""
+    from agents.engines.registry import quality_key
+    from agents.models import load_translator
+
+    registry = load_translator(settings)
+    engines = list(registry.engines.values())
+    names, said = parallel_prompts()
+    languages = list(said)
+    pivots = sorted({code for engine in engines for pair in engine.pairs for code in pair})
+    quality: dict[str, float] = {}
+    try:
+        for source, target in ((s, t) for s in languages for t in languages if s != t):
+            texts = [said[source][n] for n in names]
+            references = [said[target][n] for n in names]
+            for engine in engines:
+                if (source, target) in engine.pairs:
+                    out = [engine.translate(t, source, [target])[target] for t in texts]
+                    quality[quality_key([engine.name], [source, target])] = chrf_bleu(references, out)[0]
+            for pivot in pivots:
+                first = next((e for e in engines if (source, pivot) in e.pairs), None)
+                second = next((e for e in engines if (pivot, target) in e.pairs), None)
+                if pivot in (source, target) or first is None or second is None:
+                    continue
+                middle = [first.translate(t, source, [pivot])[pivot] for t in texts]
+                out = [second.translate(m, pivot, [target])[target] for m in middle]
+                quality[quality_key([first.name, second.name], [source, pivot, target])] = chrf_bleu(references, out)[0]
+    finally:
+        registry.close()
+    return dict(sorted(quality.items()))
 
 
 def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
@@ -173,10 +241,44 @@ MEETING_SENTENCES = [
 the recognizer's jargon more than the voice)."""
 
 
-def round_trip_wer(synthesizer: SpeechSynthesizer, recognizer: SpeechRecognizer, texts: list[str]) -> float:
-    """Speak each text in English, recognize it again, and score what came back."""
-    heard = [recognizer.transcribe(np.concatenate(list(synthesizer.synthesize(t, "en"))), "en").text for t in texts]
+def round_trip_wer(synthesizer: SpeechSynthesizer, recognizer: SpeechRecognizer, texts: list[str],
+                   language: str = "en") -> float:  # fmt: skip
+    """Speak each text in ``language``, recognize it again, and score what came back."""
+    heard = [recognizer.transcribe(np.concatenate(list(synthesizer.synthesize(t, language))), language).text
+             for t in texts]  # fmt: skip
     return word_error_rate(texts, heard)
+
+
+def bench_voices(settings: Settings, recognizers: dict[str, SpeechRecognizer]) -> list[dict[str, object]]:
+    """Each listed language's voice: its real-time factor (synthesis time per second of speech) and its
+    round trip (voice → the language's recognizer) WER, on the parallel references where they exist,
+    else on the Spanish (or English) references translated by the registry."""
+    from agents.models import describe_languages, load_synthesizer, load_translator
+
+    catalogue = describe_languages(settings)
+    synthesizer, translator = load_synthesizer(settings), load_translator(settings)
+    names, said = parallel_prompts()
+    rows: list[dict[str, object]] = []
+    try:
+        for language, support in catalogue.languages.items():
+            source = next(s for s in ("es", "en") if catalogue.reachable(s, language))
+            texts = [said[language][n] if language in said else translator.translate(said[source][n], source,
+                     [language])[language] for n in names]  # fmt: skip
+            started = time.perf_counter()
+            spoken = [np.concatenate(list(synthesizer.synthesize(t, language))) for t in texts]
+            seconds = time.perf_counter() - started
+            recognizer = recognizers.get(language if language == "en" else "*")
+            heard = None
+            if support.recognition is not None and recognizer is not None:
+                heard = [recognizer.transcribe(audio, language).text for audio in spoken]
+            rows.append({
+                "language": language, "voice": support.voice, "texts": "references" if language in said else
+                f"translated from {source}", "rtf": round(seconds / (sum(map(len, spoken)) / SAMPLE_RATE), 3),
+                "round_trip_wer": None if heard is None else round(word_error_rate(texts, heard), 3),
+            })  # fmt: skip
+    finally:
+        translator.close()
+    return rows
 
 
 def bench_engines(settings: Settings, prompts_per_language: int = 10) -> dict[str, object]:
@@ -218,15 +320,16 @@ def bench_engines(settings: Settings, prompts_per_language: int = 10) -> dict[st
     report["hallucinations"] = bench_hallucinations(tiny, vad)
 
     sentence = "Good morning everyone. Shall we begin with the first item on the agenda?"
-    _, mt_s = timed(lambda: translator.translate(sentence, "en", ["es", "de", "fr"]))
-    report["mt"] = {"engine": translator.name, "three_targets_one_call_s": round(mt_s, 3)}
+    _, mt_s = timed(lambda: translator.translate(sentence, "en", ["es", "fr", "it"]))
+    report["mt"] = {"engine": translator.name, "three_targets_one_direct_two_pivoted_s": round(mt_s, 3)}
 
     tts: dict[str, object] = {"engine": synthesizer.name}
     for language, text in (("en", sentence), ("es", "Buenos días a todos. ¿Empezamos con el primer punto?")):
         _, first_s = timed(functools.partial(next, iter(synthesizer.synthesize(text, language))))
         tts[f"first_chunk_s_{language}"] = round(first_s, 3)
-    tts["round_trip_wer_en"] = round(round_trip_wer(synthesizer, tiny, MEETING_SENTENCES), 3)
+    tts["round_trip_wer_en_meeting_talk"] = round(round_trip_wer(synthesizer, tiny, MEETING_SENTENCES), 3)
     report["tts"] = tts
+    report["voices"] = bench_voices(settings, {"en": tiny, "*": base})
     return report
 
 
@@ -274,4 +377,7 @@ def print_report(report: dict[str, object]) -> None:
     print(f"hallucinations: {report['hallucinations']}")
     print(f"mt: {report['mt']}")
     print(f"tts: {report['tts']}")
+    print("voice | language | texts | rtf | round_trip_wer")
+    for voice in report["voices"]:  # type: ignore[attr-defined]
+        print(f"{voice['voice']} | {voice['language']} | {voice['texts']} | {voice['rtf']} | {voice['round_trip_wer']}")
     print(json.dumps(report))

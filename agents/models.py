@@ -10,10 +10,11 @@ which run the real loading code and produce nonsense). The layout is
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,14 +22,14 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from agents.engines.protocols import Float32Audio, SpeechSynthesizer, Translator
-from streams.languages import ISO_TO_NLLB
+from agents.engines.protocols import Float32Audio, SpeechSynthesizer
+from streams.languages import ISO_TO_NLLB, LanguageCatalogue, LanguageSupport
 from streams.model_paths import TEST_MODEL_MARKER, ModelPaths, is_test_model
 from streams.settings import Settings
 
 if TYPE_CHECKING:  # engines import their heavy libraries; load them only when used
-    from agents.engines.apertium import ApertiumTranslator
     from agents.engines.nllb import Ct2NllbTranslator, NllbTranslator
+    from agents.engines.registry import TranslatorRegistry
     from agents.engines.silero import SileroVad
     from agents.engines.whisper import WhisperRecognizer
 
@@ -340,20 +341,42 @@ def load_recognizer(settings: Settings) -> WhisperRecognizer:
     return WhisperRecognizer(paths.whisper(settings.stt_model), english, settings.stt_device, settings.stt_compute_type)
 
 
-class PairwiseTranslator:
-    """Rule-based translation for the pairs it covers, NLLB (one batched call) for the rest.
+class RandomWeightsRefused(ValueError):
+    """A model with random weights was configured for users: Dragoman serves no one from one."""
 
-    Used only while the installed NLLB is the random test model: real weights beat Apertium everywhere.
-    """
 
-    def __init__(self, preferred: ApertiumTranslator, fallback: Translator) -> None:
-        self._preferred, self._fallback = preferred, fallback
-        self.name = f"{preferred.name}({','.join(f'{s}-{t}' for s, t in preferred.pairs)}) > {fallback.name}"
+QUALITY = _package_file("agents", "data", "translation_quality.json")
+"""Each route's measured chrF (``dragoman bench languages --write-quality``): what picks the pivots."""
 
-    def translate(self, text: str, source: str, targets: Sequence[str]) -> dict[str, str]:
-        covered = [t for t in targets if self._preferred.covers(source, t)]
-        rest = [t for t in targets if t not in covered]
-        return {**self._preferred.translate(text, source, covered), **self._fallback.translate(text, source, rest)}
+
+def translation_quality() -> dict[str, float]:
+    return {key: float(value) for key, value in json.loads(QUALITY.read_text()).items()}
+
+
+def _nllb_installed(settings: Settings) -> bool:
+    """Whether real NLLB weights are installed; a test model configured for users is refused."""
+    paths = ModelPaths(settings.models_dir)
+    checkpoint = paths.nllb(settings.nllb_model)
+    if is_test_model(checkpoint):
+        raise RandomWeightsRefused(
+            f"DRAGOMAN_NLLB_MODEL={settings.nllb_model!r} is a test model with random weights: its translations "
+            "are nonsense, and Dragoman serves no one from it (leave the setting at its default, or install real "
+            "weights: `dragoman models fetch`)"
+        )
+    return (checkpoint / "config.json").exists() or (paths.nllb_ct2(settings.nllb_model) / "model.bin").exists()
+
+
+def translation_directions(settings: Settings) -> list[tuple[str, frozenset[tuple[str, str]]]]:
+    """Each installed translation engine's name and directions, the preferred first (real NLLB
+    weights beat Apertium's rules), read from what is on disk without loading any weights."""
+    from agents.engines.apertium import installed_modes
+
+    directions = []
+    if _nllb_installed(settings):
+        directions.append(("nllb", frozenset(itertools.permutations(ISO_TO_NLLB, 2))))
+    if modes := installed_modes():
+        directions.append(("apertium", frozenset(modes)))
+    return directions
 
 
 def load_nllb(settings: Settings) -> NllbTranslator | Ct2NllbTranslator:
@@ -368,15 +391,70 @@ def load_nllb(settings: Settings) -> NllbTranslator | Ct2NllbTranslator:
     return NllbTranslator(checkpoint)
 
 
-def load_translator(settings: Settings) -> Translator:
+def load_translator(settings: Settings) -> TranslatorRegistry:
+    """Every real engine installed, behind one registry (see :mod:`agents.engines.registry`)."""
     from agents.engines.apertium import ApertiumTranslator
+    from agents.engines.registry import PairTranslator, TranslatorRegistry
 
-    nllb = load_nllb(settings)
-    if is_test_model(ModelPaths(settings.models_dir).nllb(settings.nllb_model)):
-        log.warning("%s is a test model with random weights: its translations are nonsense", settings.nllb_model)
-        if ApertiumTranslator.installed():
-            return PairwiseTranslator(ApertiumTranslator(), nllb)
-    return nllb
+    engines: list[PairTranslator] = []
+    for name, _ in translation_directions(settings):
+        engines.append(load_nllb(settings) if name == "nllb" else ApertiumTranslator())
+    return TranslatorRegistry(engines, translation_quality())
+
+
+MULTILINGUAL_VOCABULARY = 51865
+"""Whisper's own test (``is_multilingual``): English-only models have one token fewer."""
+
+
+def recognized_languages(model_dir: Path) -> frozenset[str]:
+    """The languages a CTranslate2 Whisper model hears: an English-only model English alone, a
+    multilingual one each language token (``<|fr|>``) its config lists as a language id."""
+    vocabulary = (model_dir / "vocabulary.txt").read_text().splitlines()
+    if len(vocabulary) < MULTILINGUAL_VOCABULARY:
+        return frozenset({"en"})
+    ids = json.loads((model_dir / "config.json").read_text())["lang_ids"]
+    return frozenset(vocabulary[i].strip("<|>") for i in ids)
+
+
+def voices(settings: Settings) -> dict[str, str]:
+    """Language → the voice that would speak it (as :func:`load_synthesizer` picks), from what is installed."""
+    from agents.engines.espeak import espeak_languages
+
+    paths = ModelPaths(settings.models_dir)
+    found = {language: "espeak-ng" for language in espeak_languages()}
+    found.update({lang: f"piper:{voice}" for lang, voice in PIPER_VOICES.items() if paths.piper(voice).exists()})
+    found.update({language: "coqui" for language in coqui_voices(paths)})
+    return found
+
+
+def describe_languages(settings: Settings) -> LanguageCatalogue:
+    """What this installation serves, language by language (``GET /v1/languages``), from what is on disk:
+    the recognizer of each language, its voice, and its route to every language it reaches."""
+    from agents.engines.registry import plan_routes
+
+    paths = ModelPaths(settings.models_dir)
+    recognition = {language: settings.stt_model for language in recognized_languages(paths.whisper(settings.stt_model))}
+    if settings.stt_model_en:
+        recognition["en"] = settings.stt_model_en
+    routes = plan_routes(translation_directions(settings), translation_quality())
+    spoken = voices(settings)
+    # A language no voice speaks is not offered: a listener could read it but never hear it.
+    languages = sorted({code for pair in routes for code in pair if code in spoken})
+    return LanguageCatalogue(
+        languages={
+            language: LanguageSupport(
+                recognition=recognition.get(language),
+                voice=spoken.get(language),
+                translations={
+                    target: route
+                    for (source, target), route in sorted(routes.items())
+                    if source == language and target in spoken
+                },
+            )
+            for language in languages
+        },
+        recognized=sorted(recognition),
+    )
 
 
 def coqui_voices(paths: ModelPaths, include_test_models: bool = False) -> dict[str, Path]:

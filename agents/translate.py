@@ -67,9 +67,11 @@ class Translate(Stateless):
             if last is not None and now - last < self._config.partial_interval_s:
                 raise Dropped("rate_limited")
             self._last_partial[transcript.utterance_id] = now
+        # Targets nothing translates into from this language come back absent: their listeners were told
+        # (web.routing) and get nothing rather than nonsense.
         texts = self._translator.translate(transcript.text, transcript.language, targets)
         common = transcript.model_dump(exclude={"language", "text", "schema_version"})
-        for target in targets:
+        for target in sorted(texts):
             yield Translation(
                 **common,
                 language=target,

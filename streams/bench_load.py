@@ -11,6 +11,7 @@ Per utterance, end of speech is known exactly (the recording is trimmed of
 silence, and the bench knows when it sent its last sample). Measured:
 
 - final caption: end of speech → the original-language final arrives;
+- final translated caption: end of speech → the listener's language's final arrives;
 - first translated audio: end of speech → the listener's ``audio_start``;
 - partials per final: partial captions received per delivered final (fewer when the speech stage,
   behind, skips them so that finals come first);
@@ -209,6 +210,7 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
     admitted = [r for r in rooms if not r.refused]
     finals = [u.final_at - u.ended_at for r in admitted for u in r.utterances if u.final_at]
     audio = [u.first_audio_at - u.ended_at for r in admitted for u in r.utterances if u.first_audio_at]
+    translated = [u.translated_at - u.ended_at for r in admitted for u in r.utterances if u.translated_at]
     partials = [r.partials[utterance_id] for r in admitted for utterance_id in r.ids]
 
     def missing(delivered: Callable[[Utterance], float | None], announced_in: Callable[[Room], set[str]]) -> int:
@@ -221,7 +223,10 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
         "final_p50_s": round(percentile(finals, 0.5), 3),
         "final_p90_s": round(percentile(finals, 0.9), 3),
         "final_max_s": round(max(finals, default=float("nan")), 3),
+        "translated_p50_s": round(percentile(translated, 0.5), 3),
+        "translated_p90_s": round(percentile(translated, 0.9), 3),
         "first_audio_p50_s": round(percentile(audio, 0.5), 3),
+        "first_audio_p90_s": round(percentile(audio, 0.9), 3),
         "partials_per_final": round(float(np.mean(partials)), 1) if partials else float("nan"),
         "finals_missing": missing(lambda u: u.final_at, lambda r: {r.speak}),
         "translations_missing": missing(lambda u: u.translated_at, lambda r: {r.speak, r.listen}),
@@ -268,7 +273,8 @@ def bench_load(
     again beside it.
     """
     rows: list[dict[str, object]] = []
-    columns = ["rooms", "final_p50_s", "final_p90_s", "final_max_s", "first_audio_p50_s", "partials_per_final",
+    columns = ["rooms", "final_p50_s", "final_p90_s", "final_max_s", "translated_p50_s", "translated_p90_s",
+               "first_audio_p50_s", "first_audio_p90_s", "partials_per_final",
                "finals_missing", "translations_missing", "audio_missing", "announced", "refused",
                "stt_cpu_cores"]  # fmt: skip
     print(" | ".join(columns), flush=True)

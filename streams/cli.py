@@ -28,6 +28,7 @@ from streams.topics import STAGE_SOURCES
 
 if TYPE_CHECKING:
     from streams.broker import EmbeddedBroker
+    from streams.languages import LanguageCatalogue
     from streams.supervisor import Supervisor
 
 STAGES = tuple(STAGE_SOURCES)
@@ -158,7 +159,7 @@ def cmd_gateway(args: argparse.Namespace) -> None:
     settings = get_settings()
     if not settings.jwt_secret:
         sys.exit("set DRAGOMAN_JWT_SECRET (or use `dragoman up`, which makes one)")
-    app = create_app(settings, _require_bootstrap(settings), settings.jwt_secret)
+    app = create_app(settings, _require_bootstrap(settings), settings.jwt_secret, _languages(settings))
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
 
 
@@ -277,17 +278,26 @@ def settled_system(settings: Settings, timeout_s: float = 120.0) -> Iterator[Sys
 BROKER_DIED = "the embedded broker died"
 
 
+def _languages(settings: Settings) -> LanguageCatalogue:
+    """What the installed engines serve; a model with random weights configured for users stops the command."""
+    from agents.models import RandomWeightsRefused, describe_languages
+
+    try:
+        return describe_languages(settings)
+    except RandomWeightsRefused as exc:
+        sys.exit(f"refusing to start: {exc}")
+
+
 def cmd_up(args: argparse.Namespace) -> None:
-    from web.app import translation_warning
     from web.auth import mint
 
     settings = get_settings()
     if args.replicas is not None:  # validated as the variable would be
         settings = Settings.model_validate({**settings.model_dump(), "replicas": args.replicas})
+    catalogue = _languages(settings)  # before anything starts: a refused model refuses the whole system
+    print("languages: " + ", ".join(c for c in catalogue.languages if catalogue.listenable(c)), flush=True)
     while True:
         with running_system(settings) as system:
-            if warning := translation_warning(settings):
-                print(f"warning: {warning}", file=sys.stderr, flush=True)
             token = mint(system.secret, "*", "demo", name="Demo")
             # A secret made for this run is printed so that `dragoman token` can mint more with it.
             secret = "" if settings.jwt_secret else f" secret={system.secret}"
@@ -334,6 +344,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.what == "soak":
         _bench_soak(args)
         return
+    if args.what == "languages":
+        _bench_languages(args)
+        return
 
     from agents.models import load_synthesizer
     from agents.tts import to_pcm16
@@ -370,6 +383,7 @@ def _bench_load(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     speech, listen = bench_speech(args.language, args.utterances or 8)
+    listen = args.listen or listen
     rooms = [int(n) for n in (args.rooms or "1,2,4,6,8,12").split(",")]
     stt_metrics = args.stt_metrics or f"http://127.0.0.1:{worker_port(settings.worker_web_port, 'stt')}/metrics"
     # Reprocess into a language no bench listener uses, under one id: each run replaces the last.
@@ -385,12 +399,58 @@ def _bench_load(args: argparse.Namespace) -> None:
         bench_load(system.url, system.secret, stt_metrics, rooms, speech, args.language, listen, replay)
 
 
+def multilingual_meeting(
+    settings: Settings, prompts: int
+) -> tuple[dict[str, list[bytes]], dict[str, list[str]], list[str]]:
+    """The multilingual bench's meeting: each parallel language's first ``prompts`` prompts as trimmed
+    speech, their references, and the listening languages (those spoken, and any other language served
+    that some of them cannot reach)."""
+    from agents.bench import parallel_prompts, parallel_speech
+    from agents.models import load_synthesizer
+    from agents.tts import to_pcm16
+    from streams.bench_load import trim_silence
+
+    names, said = parallel_prompts()
+    names = names[:prompts]
+    voice = load_synthesizer(settings)
+    speech = {lang: [trim_silence(to_pcm16(parallel_speech(lang, n, voice))) for n in names] for lang in said}
+    references = {lang: [said[lang][n] for n in names] for lang in said}
+    catalogue = _languages(settings)
+    others = [lang for lang in catalogue.languages if lang not in said and catalogue.listenable(lang)
+              and any(not catalogue.reachable(s, lang) for s in said)]  # fmt: skip
+    return speech, references, [*said, *others]
+
+
+def _bench_languages(args: argparse.Namespace) -> None:
+    """Route quality text to text (``--write-quality`` files it for the registry), then one multilingual
+    meeting, live (see streams.bench_languages)."""
+    import json
+
+    from agents.bench import bench_route_quality
+    from agents.models import QUALITY
+    from streams.bench_languages import print_report, run_meeting, summarize
+
+    settings = get_settings()
+    quality = bench_route_quality(settings)
+    print("route chrF, text to text on the references (what picks pivots; not the live figure):")
+    print(json.dumps(quality))
+    if args.write_quality:
+        QUALITY.write_text(json.dumps(quality, indent=1) + "\n")
+        print(f"written to {QUALITY}")
+    speech, references, listeners = multilingual_meeting(settings, args.prompts)
+    catalogue = _languages(settings)
+    with settled_system(settings) as system:
+        meeting = asyncio.run(run_meeting(system.url, system.secret, speech, listeners))
+    print_report(summarize(meeting, references, catalogue, listeners))
+
+
 def _bench_soak(args: argparse.Namespace) -> None:
     """Rooms looping recorded prompts for a while, watching latency and memory (see streams.bench_soak)."""
     from streams.bench_soak import bench_soak
 
     settings = get_settings()
     speech, listen = bench_speech(args.language, args.utterances or 12)
+    listen = args.listen or listen
     rooms = int(args.rooms or "4")
 
     def measure(url: str, secret: str) -> None:
@@ -531,12 +591,15 @@ def main(argv: list[str] | None = None) -> None:
     model.set_defaults(func=cmd_models)
     sub.add_parser("config", help="print every setting as a Markdown table").set_defaults(func=cmd_config)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=["pipeline", "engines", "load", "soak"])
+    bench.add_argument("what", choices=["pipeline", "engines", "load", "soak", "languages"])
     bench.add_argument(
         "--rooms", help="load: numbers of rooms speaking at once (1,2,4,6,8,12); soak: rooms at once (4)"
     )
     bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
     bench.add_argument("--language", default="en", choices=["en", "es"], help="load, soak: the speakers' language")
+    bench.add_argument(
+        "--listen", help="load, soak: the listeners' language (es for English speakers, else en; fr: a pivoted pair)"
+    )
     bench.add_argument("--url", help="load, soak: a running gateway (default: start the whole system)")
     bench.add_argument("--stt-metrics", help="load: the stt worker's /metrics (for its CPU time)")
     bench.add_argument(
@@ -548,7 +611,15 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="pipeline: utterances (30); load: per room (8); soak: per round (12)",
     )
-    bench.add_argument("--prompts", type=int, default=10, help="engines: recorded prompts per language")
+    bench.add_argument(
+        "--prompts",
+        type=int,
+        default=10,
+        help="engines: recorded prompts per language; languages: prompts per speaker (of 12)",
+    )
+    bench.add_argument(
+        "--write-quality", action="store_true", help="languages: file the route chrF for the registry's pivot choice"
+    )
     bench.set_defaults(func=cmd_bench)
 
     replay = sub.add_parser(

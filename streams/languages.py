@@ -1,4 +1,5 @@
-"""ISO 639-1 codes (what clients speak) and NLLB-200's FLORES-200 codes (what NLLB reads).
+"""Languages: ISO 639-1 codes (what clients name), NLLB-200's FLORES-200 codes (what NLLB reads), and
+the catalogue of what this installation really serves (built by the engines' side, read by the gateway).
 
 Every NLLB-200 language that has an ISO 639-1 code is here; where NLLB has
 several scripts or variants of one language, the most widely used one stands
@@ -6,6 +7,8 @@ for the ISO code.
 """
 
 from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
 
 ISO_TO_NLLB: dict[str, str] = {
     "af": "afr_Latn", "ak": "aka_Latn", "am": "amh_Ethi", "ar": "arb_Arab", "as": "asm_Beng",
@@ -37,12 +40,64 @@ ISO_TO_NLLB: dict[str, str] = {
     "xh": "xho_Latn", "yi": "ydd_Hebr", "yo": "yor_Latn", "zh": "zho_Hans", "zu": "zul_Latn",
 }  # fmt: skip
 
-SUPPORTED_LANGUAGES = frozenset(ISO_TO_NLLB)
-"""What a client may name as ``speak`` or ``listen``."""
-
 
 def to_nllb(iso: str) -> str:
     try:
         return ISO_TO_NLLB[iso]
     except KeyError:
         raise ValueError(f"no NLLB language for {iso!r}") from None
+
+
+# --- what this installation serves ---------------------------------------------------------
+
+
+class Route(BaseModel):
+    """How one language reaches another: an engine, directly or through one pivot language."""
+
+    model_config = ConfigDict(frozen=True)
+
+    engine: str
+    """The engine of each leg, joined by ``>`` for a pivot: ``apertium``, ``apertium>apertium``, ``nllb``."""
+    via: str | None = None
+    """The pivot language, when no engine translates the pair directly."""
+    chrf: float | None = None
+    """Measured chrF of this route, text to text on the reference prompts (``dragoman bench languages``);
+    None where no references exist in both languages."""
+
+
+class LanguageSupport(BaseModel):
+    """What serves one language: its recognizer, its voice, and its translations into others."""
+
+    recognition: str | None
+    """The Whisper model that hears it; None: it can be listened in, not spoken."""
+    voice: str | None
+    """The engine and voice that speak it; None: it can be read, not heard."""
+    translations: dict[str, Route]
+    """Target language → the route there. Languages absent here are unreachable from this one."""
+
+
+class LanguageCatalogue(BaseModel):
+    """Every language something real serves here (``GET /v1/languages``); nothing else is offered.
+
+    A language may be spoken when it is recognized and translated into some other language, and
+    listened in when it is voiced and some other language is translated into it.
+    """
+
+    languages: dict[str, LanguageSupport]
+    recognized: list[str]
+    """Every language a recognizer hears, translated or not: what file transcription accepts."""
+
+    def reachable(self, source: str, target: str) -> bool:
+        support = self.languages.get(source)
+        return source == target or (support is not None and target in support.translations)
+
+    def speakable(self, language: str) -> bool:
+        support = self.languages.get(language)
+        return support is not None and support.recognition is not None and bool(support.translations)
+
+    def listenable(self, language: str) -> bool:
+        support = self.languages.get(language)
+        return support is not None and (
+            self.speakable(language)
+            or (support.voice is not None and any(self.reachable(s, language) for s in self.languages if s != language))
+        )

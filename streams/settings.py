@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     stt_device: str = Field("auto", description="`cpu`, `cuda`, or `auto` (cuda when present).")
     stt_compute_type: str = Field("int8", description="CTranslate2 compute type for Whisper (int8, float16, ...).")
     nllb_model: str = Field(
-        "nllb-test", description="NLLB model directory under models_dir/nllb (`nllb-test` is the locally built one)."
+        "nllb-200-distilled-600M",
+        description="NLLB model directory under models_dir/nllb, used when its real weights are installed "
+        "(`dragoman models fetch`); a test model with random weights is refused at start.",
     )
 
     # --- real-time behaviour --------------------------------------------------

@@ -56,3 +56,26 @@ class ToneSynthesizer:
         for _sentence in filter(None, text.split(".")):
             t = np.arange(int(16_000 * 0.7)) / 16_000
             yield (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+class PairTranslator:
+    """An engine with a fixed set of directions that writes ``[target] text``; ``fail_times`` calls raise
+    first (``RuntimeError``), as an engine that lost its process does."""
+
+    def __init__(self, name: str, pairs: set[tuple[str, str]], fail_times: int = 0) -> None:
+        self.name = name
+        self.pairs = frozenset(pairs)
+        self.calls: list[tuple[str, str, tuple[str, ...]]] = []
+        self.closed = False
+        self._fail_times = fail_times
+
+    def translate(self, text: str, source: str, targets: Sequence[str]) -> dict[str, str]:
+        self.calls.append((text, source, tuple(targets)))
+        if self._fail_times > 0:
+            self._fail_times -= 1
+            raise RuntimeError(f"{self.name} failed on demand")
+        assert all((source, t) in self.pairs for t in targets), (source, targets)
+        return {target: f"[{target}] {text}" for target in targets}
+
+    def close(self) -> None:
+        self.closed = True

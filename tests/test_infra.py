@@ -4,6 +4,7 @@ and the committed dashboard is what infra/dashboard.py makes."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,3 +82,11 @@ def test_the_deployment_checks_catch_mistakes(tmp_path: Path) -> None:
         [str(bin_dir / "hadolint"), "Dockerfile"],
     ):
         assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode != 0, command
+
+
+def test_the_image_installs_the_apertium_pairs_that_infra_dev_does() -> None:
+    """Every translation direction offered here is offered in the image too (GET /v1/languages)."""
+    dev = re.search(r"APERTIUM_PAIRS=\(([^)]*)\)", (INFRA / "dev").read_text())
+    assert dev is not None
+    image = set(re.findall(r"\bapertium-[a-z-]+", (INFRA / "Dockerfile").read_text()))
+    assert set(dev.group(1).split()) == image

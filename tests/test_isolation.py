@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
+from agents.models import describe_languages
 from streams.settings import Settings
 from tests.conftest import Meeting
 from tests.speech import prompt_pcm, silence
@@ -54,7 +55,7 @@ class BreakableConsumer(AIOKafkaConsumer):
 async def second_gateway(meeting: Meeting, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Gateway]]:
     """A gateway in this process (its egress consumer breakable), on the meeting's broker."""
     monkeypatch.setattr(egress, "AIOKafkaConsumer", BreakableConsumer)
-    app = create_app(Settings(), meeting.broker, meeting.secret)
+    app = create_app(Settings(), meeting.broker, meeting.secret, describe_languages(Settings()))
     server = TestServer(app)
     await server.start_server()
     yield str(server.make_url("")).replace("http", "ws", 1).rstrip("/"), app[GATEWAY]

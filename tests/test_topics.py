@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestServer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from agents.models import describe_languages
 from streams.broker import EmbeddedBroker, ensure_topics
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TRANSCRIPTS
@@ -40,7 +41,7 @@ def described(bootstrap: str) -> dict[str, tuple[int, dict[str, str]]]:
 async def test_the_gateway_creates_every_topic_with_its_config(bare_broker: str) -> None:
     assert not {spec.name for spec in ALL_TOPICS} & set(described(bare_broker))
     settings = Settings(partitions=PARTITIONS, jwt_secret="s")
-    server = TestServer(create_app(settings, bare_broker, "s"))
+    server = TestServer(create_app(settings, bare_broker, "s", describe_languages(settings)))
     await server.start_server()
     try:
         topics = described(bare_broker)

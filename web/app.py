@@ -5,6 +5,7 @@ plain HTTP endpoints (health, readiness, metrics, token minting, the demo page).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import lag
-from streams.model_paths import ModelPaths, is_test_model
+from streams.languages import LanguageCatalogue
 from streams.settings import Settings
 from web import auth
 from web.gateway import GATEWAY, Gateway
@@ -23,16 +24,6 @@ from web.transcription import get_transcription, post_transcription
 
 STATIC = Path(__file__).parent / "static"
 LAG_EVERY_S = 10.0
-
-
-def translation_warning(settings: Settings) -> str | None:
-    """Said plainly wherever the system reports on itself, while NLLB is the random test model."""
-    if not is_test_model(ModelPaths(settings.models_dir).nllb(settings.nllb_model)):
-        return None
-    return (
-        f"NLLB model {settings.nllb_model!r} is a test model with random weights: its translations are nonsense "
-        "(pairs Apertium covers, such as en-es, are translated by Apertium when it is installed)"
-    )
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -50,10 +41,17 @@ async def healthz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     healthy = gateway.ingest.running and gateway.egress.running
     # Public: up or down, and nothing about the inside (no addresses); /readyz says which stage is not ready.
-    body: dict[str, object] = {"status": "ok" if healthy else "degraded"}
-    if warning := translation_warning(gateway.settings):
-        body["warnings"] = [warning]
-    return web.json_response(body, status=200 if healthy else 503)
+    return web.json_response({"status": "ok" if healthy else "degraded"}, status=200 if healthy else 503)
+
+
+async def languages(request: web.Request) -> web.Response:
+    """Public: every language served here, with its recognizer, its voice and its routes to the others
+    (PROTOCOL.md, ``GET /v1/languages``); the demo page's pickers offer exactly these."""
+    catalogue = request.app[GATEWAY].catalogue
+    body = catalogue.model_dump()
+    for code, support in body["languages"].items():
+        support["speak"], support["listen"] = catalogue.speakable(code), catalogue.listenable(code)
+    return web.json_response(body, dumps=lambda data: json.dumps(data, ensure_ascii=False))
 
 
 PARTICIPANT_TOKEN_TTL_S = 12 * 3600
@@ -93,9 +91,10 @@ async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Application:
+def create_app(settings: Settings, bootstrap: str, jwt_secret: str, catalogue: LanguageCatalogue) -> web.Application:
+    """The gateway; ``catalogue``: what the engines installed serve (``agents.models.describe_languages``)."""
     app = web.Application(client_max_size=int(settings.max_upload_mb * 1024 * 1024))
-    gateway = Gateway(settings, bootstrap, jwt_secret)
+    gateway = Gateway(settings, bootstrap, jwt_secret, catalogue)
     app[GATEWAY] = gateway
     app.on_startup.append(gateway.start)
     app.on_cleanup.append(gateway.stop)
@@ -108,6 +107,7 @@ def create_app(settings: Settings, bootstrap: str, jwt_secret: str) -> web.Appli
     app.router.add_post("/v1/tokens", mint_token)
     app.router.add_post("/v1/transcriptions", post_transcription)
     app.router.add_get("/v1/transcriptions/{id}", get_transcription)
+    app.router.add_get("/v1/languages", languages)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus)

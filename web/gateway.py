@@ -17,6 +17,7 @@ from aiohttp import web
 from schemas import Envelope, RoomEvent, RoomEventKind
 from streams import metrics
 from streams.broker import ensure_topics
+from streams.languages import LanguageCatalogue
 from streams.settings import Settings
 from streams.topics import STAGE_SOURCES
 from web.admission import Admission, PipelineLoad
@@ -29,13 +30,15 @@ from web.transcripts import Transcriptions
 
 
 class Gateway:
-    def __init__(self, settings: Settings, bootstrap: str, jwt_secret: str) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, jwt_secret: str, catalogue: LanguageCatalogue) -> None:
         self.settings = settings
+        self.catalogue = catalogue
+        """The languages this deployment serves: joins naming others are refused."""
         self.bootstrap = bootstrap
         self.jwt_secret = jwt_secret
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         """This gateway process, as presence leases name it."""
-        self.router = Router(settings.presence_lease_s)
+        self.router = Router(settings.presence_lease_s, catalogue.reachable)
         self.transcriptions = Transcriptions()
         self.load = PipelineLoad({stage: settings.partitions for stage in STAGE_SOURCES})
         self.admission = Admission(self.load, settings.max_speakers, settings.admit_max_backlog_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,6 +82,8 @@ class Connection:
     language: str | None
     """Audio: the listening language. Captions: the language filter (None: every caption). Signaling: None."""
     outbox: Outbox = field(repr=False, default_factory=lambda: Outbox(64))
+    told_unreachable: set[tuple[str, str]] = field(repr=False, default_factory=set)
+    """(speaker, their language) pairs this listener was told it cannot be served in its language."""
 
 
 def caption_message(record: Transcript, backlog: bool = False) -> str:
@@ -143,8 +146,10 @@ class Router:
     was delivered of each utterance (so that nothing is delivered twice). A room's state is freed
     when its last participant leaves."""
 
-    def __init__(self, lease_s: float) -> None:
+    def __init__(self, lease_s: float, reachable: Callable[[str, str], bool] = lambda source, target: True) -> None:
+        """``reachable(source, target)``: whether anything here translates ``source`` into ``target``."""
         self._lease_s = lease_s
+        self._reachable = reachable
         self._connections: dict[str, set[Connection]] = {}
         self.rooms: dict[str, RoomState] = {}
         self._recent: dict[str, deque[Transcript]] = {}
@@ -219,10 +224,28 @@ class Router:
         if not state:
             for room_state in (self.rooms, self._recent, self._delivered):
                 room_state.pop(room_id, None)
+        notices = self._unreachable_notices(room_id, state)
         update = participants_message(state)
         if update == before:
-            return []
-        return [(c, [update]) for c in self.connections(room_id) if c.kind == "signaling"]
+            return notices
+        signaling: list[Outgoing] = [update]
+        return [*notices, *((c, signaling) for c in self.connections(room_id) if c.kind == "signaling")]
+
+    def _unreachable_notices(self, room_id: str, state: RoomState) -> list[tuple[Connection, list[Outgoing]]]:
+        """Each local listener is told once of each speaker whose language nothing here translates into
+        theirs: they get nothing of that speaker rather than nonsense."""
+        speakers = {(p["user_id"], p["speak"]) for p in state.values() if p["speak"]}
+        deliveries: list[tuple[Connection, list[Outgoing]]] = []
+        for connection in self.connections(room_id):
+            listen = connection.language
+            if connection.kind == "signaling" or listen is None:
+                continue
+            news = sorted((user, speak) for user, speak in speakers - connection.told_unreachable
+                          if user != connection.user_id and not self._reachable(speak, listen))  # fmt: skip
+            if news:
+                connection.told_unreachable.update(news)
+                deliveries.append((connection, [unreachable_message(connection, *n) for n in news]))
+        return deliveries
 
     def listens_in(self, room_id: str, user_id: str) -> set[str]:
         """The languages a user listens in, over all their connections in the room."""
@@ -262,6 +285,16 @@ def dropped_messages(connection: Connection, drop: UtteranceDropped) -> list[Out
         at = int(drop.speech_ended_at * 1000)
         return [json.dumps({"event": "dropped", **ids, "reason": drop.reason, "timestamp_ms": at})]
     return []
+
+
+def unreachable_message(connection: Connection, speaker_id: str, source_language: str) -> Outgoing:
+    """A speaker this listener cannot be served: audio sockets get a ``language_unreachable`` message,
+    captions sockets an ``unreachable`` event (proposed for PROTOCOL.md)."""
+    ids = {"speaker_id": speaker_id, "source_language": source_language, "language": connection.language}
+    if connection.kind == "captions":
+        return json.dumps({"event": "unreachable", **ids})
+    said = f"nothing here translates {source_language!r} into {connection.language!r}: this speaker is not heard"
+    return json.dumps({"type": "language_unreachable", **ids, "message": said})
 
 
 def audio_messages(chunk: SynthesizedAudio) -> list[Outgoing]:

@@ -24,7 +24,7 @@ from aiolimiter import AsyncLimiter
 
 from schemas import SAMPLE_RATE, RoomEventKind, Signal, SignalKind
 from streams import metrics
-from streams.languages import SUPPORTED_LANGUAGES
+from streams.languages import LanguageCatalogue
 from web import auth
 from web.gateway import GATEWAY, Gateway
 from web.ingest import BYTES_PER_SECOND, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, BadFrame, FrameGrouper, check_frame
@@ -62,12 +62,24 @@ def _websocket(handler: SocketHandler) -> Callable[[web.Request], Awaitable[web.
     return route
 
 
-async def _refuse_language(ws: web.WebSocketResponse, *codes: str | None) -> bool:
-    bad = [code for code in codes if code is not None and code not in SUPPORTED_LANGUAGES]
-    if bad:
-        await ws.send_str(error_message("unsupported_language", f"unsupported language code {bad[0]!r}"))
+def unsupported(catalogue: LanguageCatalogue, speak: object, listen: object) -> str | None:
+    """Why a participant cannot speak ``speak`` or listen in ``listen`` here (None: both are served;
+    a None ``speak`` is a captions viewer, who only reads). ``GET /v1/languages`` lists what is."""
+    if speak is not None and not (isinstance(speak, str) and catalogue.speakable(speak)):
+        return f"nothing here recognizes and translates speech in {speak!r}: see GET /v1/languages"
+    if not (isinstance(listen, str) and catalogue.listenable(listen)):
+        return f"nothing here translates into {listen!r}: see GET /v1/languages"
+    return None
+
+
+async def _refuse_language(ws: web.WebSocketResponse, catalogue: LanguageCatalogue, speak: str | None,
+                           listen: str) -> bool:  # fmt: skip
+    """Refuse a join in a language nothing here serves: an ``unsupported_language`` error, then 1008."""
+    problem = unsupported(catalogue, speak, listen)
+    if problem:
+        await ws.send_str(error_message("unsupported_language", problem))
         await ws.close(code=CLOSE_POLICY, message=b"unsupported_language")
-    return bool(bad)
+    return problem is not None
 
 
 async def _pump(ws: web.WebSocketResponse, outbox: Outbox) -> None:
@@ -168,7 +180,7 @@ async def audio_socket(request: web.Request, ws: web.WebSocketResponse, claims: 
     room_id = request.match_info["room"]
     speak = request.query.get("speak", "en")
     listen = request.query.get("listen", speak)
-    if await _refuse_language(ws, speak, listen):
+    if await _refuse_language(ws, gateway.catalogue, speak, listen):
         return
     session_id = uuid.uuid4().hex
     connection = gateway.connection("audio", room_id, claims.user_id, listen, session_id)
@@ -229,8 +241,8 @@ async def audio_socket(request: web.Request, ws: web.WebSocketResponse, claims: 
             await send_audio(pcm)
         elif kind == "languages":
             new_speak, new_listen = command.get("speak", speak), command.get("listen", listen)
-            if not all(isinstance(c, str) and c in SUPPORTED_LANGUAGES for c in (new_speak, new_listen)):
-                await ws.send_str(error_message("unsupported_language", f"unsupported: {new_speak!r}/{new_listen!r}"))
+            if problem := unsupported(gateway.catalogue, new_speak, new_listen):
+                await ws.send_str(error_message("unsupported_language", problem))
                 return True
             await gateway.publish(*grouper.flush(speak, end_of_utterance=False))
             speak, listen = new_speak, new_listen
@@ -252,7 +264,7 @@ async def captions_socket(
     request: web.Request, ws: web.WebSocketResponse, claims: auth.Claims, gateway: Gateway
 ) -> None:
     language = request.query.get("language")
-    if await _refuse_language(ws, language):
+    if language is not None and await _refuse_language(ws, gateway.catalogue, None, language):
         return
     connection = gateway.connection("captions", request.match_info["room"], claims.user_id, language)
     # A viewer asking for a language is a listener of it: the room translates into it.

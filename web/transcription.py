@@ -22,7 +22,6 @@ import soxr
 from aiohttp import web
 
 from schemas import SAMPLE_RATE, TranscriptionRequest, TranscriptionStatus
-from streams.languages import SUPPORTED_LANGUAGES
 from web import auth
 from web.gateway import GATEWAY, Gateway
 from web.ingest import BrokerUnavailable
@@ -86,7 +85,7 @@ async def post_transcription(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     _authorize(gateway, request)
     language = request.query.get("language")
-    if language is not None and language not in SUPPORTED_LANGUAGES:
+    if language is not None and language not in gateway.catalogue.recognized:
         raise web.HTTPBadRequest(text=json.dumps({"detail": f"unsupported language {language!r}"}))
     body = await _body(request)
     transcription_id = hashlib.sha256(body).hexdigest()

@@ -1,7 +1,8 @@
 """Apertium (Debian ``apertium-*`` packages): rule-based translation, real output for the pairs it has.
 
-Where only the random test NLLB is installed, this is the engine that makes
-en↔es captions mean something.
+Every direction the installed pairs have is a translator of the registry
+(:mod:`agents.engines.registry`); where no direct pair exists, the registry
+chains two of them through a pivot language.
 
 ``apertium eng-spa`` starts a dozen programs per call, each loading its
 transducers: 0.3 s of CPU per caption, measured at 0.37 of this machine's 2
@@ -23,7 +24,10 @@ from pathlib import Path
 
 MODES_DIR = Path("/usr/share/apertium/modes")
 ISO_639_3 = {"eng": "en", "spa": "es", "cat": "ca", "fra": "fr", "por": "pt", "ita": "it", "glg": "gl", "oci": "oc",
-             "eus": "eu", "ron": "ro", "nob": "nb", "nno": "nn", "dan": "da", "swe": "sv", "isl": "is"}  # fmt: skip
+             "eus": "eu", "ron": "ro", "nob": "nb", "nno": "nn", "dan": "da", "swe": "sv", "isl": "is",
+             "epo": "eo"}  # fmt: skip
+"""Apertium names a pair's languages in ISO 639-3 (``spa-ita``) or, in older pairs, ISO 639-1 (``fr-es``)."""
+ISO_639_1 = frozenset(ISO_639_3.values())
 TIMEOUT_S = 30.0
 UNKNOWN_WORDS_UNMARKED = "-n"
 """The generator's flag that ``apertium -u`` passes: unknown words without a leading '*'."""
@@ -70,36 +74,52 @@ def _format(program: str, data: bytes) -> bytes:
     return subprocess.run([program], input=data, capture_output=True, check=True, timeout=TIMEOUT_S).stdout
 
 
+def installed_modes(modes_dir: Path = MODES_DIR) -> dict[tuple[str, str], Path]:
+    """(source, target) ISO 639-1 → the mode file of every translation direction installed.
+
+    Variants (``cat-eng_US``, ``gl-pt-latin1``) and modes that are not a translation between two
+    languages (``eco-fr-es``) are left out: their names do not split into two known codes.
+    """
+    if shutil.which("apertium-wblank-mode") is None:
+        return {}
+    pairs: dict[tuple[str, str], Path] = {}
+    for mode in sorted(modes_dir.glob("*-*.mode")):
+        codes = mode.stem.split("-")
+        if len(codes) != 2:
+            continue
+        source, target = (ISO_639_3.get(code, code if code in ISO_639_1 else "") for code in codes)
+        if source and target:
+            pairs.setdefault((source, target), mode)
+    return pairs
+
+
 class ApertiumTranslator:
+    """Every installed direction, each text through its pair's kept pipeline."""
+
     name = "apertium"
 
-    def __init__(self) -> None:
-        if shutil.which("apertium-wblank-mode") is None:
-            raise FileNotFoundError("apertium is not installed (Debian package apertium-en-es)")
-        self.pairs: dict[tuple[str, str], Path] = {}
-        """(source, target) ISO 639-1 → the Apertium mode file."""
-        for mode in sorted(MODES_DIR.glob("*-*.mode")):
-            source, target = mode.stem.split("-", 1)
-            if source in ISO_639_3 and target in ISO_639_3:
-                self.pairs[(ISO_639_3[source], ISO_639_3[target])] = mode
+    def __init__(self, modes: dict[tuple[str, str], Path] | None = None) -> None:
+        self._modes = installed_modes() if modes is None else modes
+        if not self._modes:
+            raise FileNotFoundError("no Apertium pair is installed (Debian packages apertium-*, see infra/dev)")
+        self.pairs = frozenset(self._modes)
         self._pipelines: dict[Path, _Pipeline] = {}
         self._lock = threading.Lock()  # one text at a time through a pipeline
-
-    @classmethod
-    def installed(cls) -> bool:
-        return shutil.which("apertium-wblank-mode") is not None and any(MODES_DIR.glob("*-*.mode"))
-
-    def covers(self, source: str, target: str) -> bool:
-        return (source, target) in self.pairs
 
     def translate(self, text: str, source: str, targets: Sequence[str]) -> dict[str, str]:
         stream = _format("apertium-destxt", text.replace("\0", "").encode())
         out = {}
         with self._lock:
             for target in targets:
-                translated = self._pipeline(self.pairs[(source, target)]).run(stream)
+                translated = self._pipeline(self._modes[(source, target)]).run(stream)
                 out[target] = " ".join(_format("apertium-retxt", translated).decode().split())
         return out
+
+    def close(self) -> None:
+        with self._lock:
+            for pipeline in self._pipelines.values():
+                pipeline.close()
+            self._pipelines.clear()
 
     def _pipeline(self, mode: Path) -> _Pipeline:
         pipeline = self._pipelines.get(mode)

@@ -16,6 +16,15 @@ from agents.engines.sentences import split_sentences
 from schemas import SAMPLE_RATE
 
 
+def espeak_languages(executable: str = "espeak-ng") -> frozenset[str]:
+    """The ISO 639-1 languages espeak-ng has a voice for (empty when it is not installed)."""
+    path = shutil.which(executable)
+    if path is None:
+        return frozenset()
+    listing = subprocess.run([path, "--voices"], capture_output=True, text=True, check=True).stdout
+    return frozenset(line.split()[1].split("-")[0] for line in listing.splitlines()[1:] if line.split())
+
+
 class EspeakSynthesizer:
     name = "espeak-ng"
 
@@ -24,8 +33,7 @@ class EspeakSynthesizer:
         if path is None:
             raise FileNotFoundError(f"{executable} is not installed (Debian package espeak-ng)")
         self._executable = path
-        listing = subprocess.run([path, "--voices"], capture_output=True, text=True, check=True).stdout
-        self._languages = {line.split()[1].split("-")[0] for line in listing.splitlines()[1:] if line.split()}
+        self._languages = espeak_languages(path)
 
     def supports(self, language: str) -> bool:
         return language in self._languages

@@ -7,13 +7,14 @@ the Hugging Face tokenizer, so they read the same checkpoint's vocabulary.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from streams.languages import to_nllb
+from streams.languages import ISO_TO_NLLB, to_nllb
 
 MAX_NEW_TOKENS = 200
 
@@ -21,12 +22,15 @@ MAX_NEW_TOKENS = 200
 class _Nllb:
     """What both backends share: tokenization, language codes, the one-call-per-text contract."""
 
-    def __init__(self, name: str, tokenizer_dir: Path) -> None:
-        self.name = name
+    name = "nllb"
+
+    def __init__(self, tokenizer_dir: Path) -> None:
         self._tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         self._lock = threading.Lock()
         self.batch_calls = 0
         """Decoder calls made: one per ``translate`` with targets."""
+        self.pairs = frozenset(itertools.permutations(ISO_TO_NLLB, 2))
+        """NLLB-200 translates between every two of its languages."""
 
     def translate(self, text: str, source: str, targets: Sequence[str]) -> dict[str, str]:
         if not targets:
@@ -40,6 +44,9 @@ class _Nllb:
     def _generate(self, text: str, target_codes: list[str]) -> list[str]:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Its weights are in this process's memory only: nothing to release outside it."""
+
     def _limit(self, input_length: int) -> int:
         # A translation is rarely more than twice its source; random test weights never stop early.
         return min(MAX_NEW_TOKENS, 2 * input_length + 10)
@@ -52,7 +59,7 @@ class NllbTranslator(_Nllb):
         import torch
         from transformers import AutoModelForSeq2SeqLM
 
-        super().__init__(f"nllb:{model_dir.name}", model_dir)
+        super().__init__(model_dir)
         self._torch = torch
         self._model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
 
@@ -78,7 +85,7 @@ class Ct2NllbTranslator(_Nllb):
     def __init__(self, ct2_dir: Path, tokenizer_dir: Path, device: str = "cpu") -> None:
         import ctranslate2
 
-        super().__init__(f"nllb-ct2:{ct2_dir.name}", tokenizer_dir)
+        super().__init__(tokenizer_dir)
         self._model = ctranslate2.Translator(str(ct2_dir), device=device, compute_type="int8")
 
     def _generate(self, text: str, target_codes: list[str]) -> list[str]:

@@ -1,7 +1,6 @@
 // The demo meeting page: microphone → /ws/audio, captions from /ws/captions, people from /ws/signaling.
 const RATE = 16000;
 const FRAME = RATE / 10; // send 100 ms of PCM per message
-const LANGUAGES = ["en", "es", "de", "fr", "it", "pt", "nl", "pl", "ru", "zh", "ja", "ar", "hi"];
 
 const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
@@ -12,10 +11,41 @@ const hostToken = new URLSearchParams(location.hash.slice(1)).get("token") || se
 if (hostToken) sessionStorage.setItem("dragoman-host", hostToken);
 if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 
-for (const select of form.querySelectorAll("select")) {
-  for (const code of LANGUAGES) select.add(new Option(code, code));
+// The pickers offer only what the server really serves (GET /v1/languages); a listening language that
+// the chosen speaking language reaches only through a pivot says so.
+const names = new Intl.DisplayNames([navigator.language || "en"], { type: "language" });
+let catalogue = { languages: {} };
+
+function fillPickers() {
+  const { speak, listen } = form.elements;
+  const chosen = { speak: speak.value || params.get("speak") || "en", listen: listen.value || params.get("listen") };
+  speak.replaceChildren();
+  listen.replaceChildren();
+  for (const [code, support] of Object.entries(catalogue.languages)) {
+    if (support.speak) speak.add(new Option(`${names.of(code)} (${code})`, code));
+  }
+  speak.value = chosen.speak;
+  const from = catalogue.languages[speak.value];
+  for (const [code, support] of Object.entries(catalogue.languages)) {
+    if (!support.listen) continue;
+    const route = from && from.translations[code];
+    const reachable = code === speak.value || route;
+    const label = `${names.of(code)} (${code})${route && route.via ? ` · via ${names.of(route.via)}` : ""}`;
+    const option = new Option(reachable ? label : `${label} · not from ${speak.value}`, code);
+    option.dataset.route = route ? (route.via ? "pivot" : "direct") : code === speak.value ? "same" : "none";
+    listen.add(option);
+  }
+  listen.value = chosen.listen && catalogue.languages[chosen.listen] ? chosen.listen : speak.value;
 }
-for (const [key, value] of params) if (form.elements[key]) form.elements[key].value = value;
+
+const ready = fetch("/v1/languages")
+  .then((response) => response.json())
+  .then((body) => {
+    catalogue = body;
+    fillPickers();
+    for (const [key, value] of params) if (form.elements[key] && key !== "speak") form.elements[key].value = value;
+    form.elements.speak.addEventListener("change", fillPickers);
+  });
 
 function showError(text) {
   const box = $("#error");
@@ -104,6 +134,7 @@ async function join(event) {
       const message = JSON.parse(m.data);
       if (message.type === "session") $("#status").textContent = `in ${message.room_id} as ${name}`;
       if (message.type === "error") showError(`${message.code}: ${message.message}`);
+      if (message.type === "language_unreachable") showError(message.message);
     });
     let pending = new Int16Array(0);
     capture.port.onmessage = ({ data }) => {
@@ -117,7 +148,10 @@ async function join(event) {
       }
     };
 
-    socket("captions", room, token, { language: listen }).addEventListener("message", (m) => showCaption(JSON.parse(m.data)));
+    socket("captions", room, token, { language: listen }).addEventListener("message", (m) => {
+      const caption = JSON.parse(m.data);
+      if (caption.event === "caption") showCaption(caption);
+    });
     socket("signaling", room, token).addEventListener("message", (m) => {
       const message = JSON.parse(m.data);
       if (message.type === "participants") showParticipants(message.participants);
@@ -130,4 +164,6 @@ async function join(event) {
 }
 
 form.addEventListener("submit", join);
-if (params.get("autojoin")) form.requestSubmit();
+ready.then(() => {
+  if (params.get("autojoin")) form.requestSubmit();
+});
