@@ -398,7 +398,9 @@ def load_translator(settings: Settings) -> TranslatorRegistry:
 
     engines: list[PairTranslator] = []
     for name, _ in translation_directions(settings):
-        engines.append(load_nllb(settings) if name == "nllb" else ApertiumTranslator())
+        engines.append(
+            load_nllb(settings) if name == "nllb" else ApertiumTranslator(max_pipelines=settings.apertium_pipelines)
+        )
     return TranslatorRegistry(engines, translation_quality())
 
 

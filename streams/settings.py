@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         "(`dragoman models fetch`); a test model with random weights is refused at start.",
     )
 
+    apertium_pipelines: int = Field(
+        16,
+        ge=1,
+        description="Apertium directions a translate worker keeps running (~160 MB each); one more closes the one "
+        "used longest ago.",
+    )
+
     # --- real-time behaviour --------------------------------------------------
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability that counts as speech.")
     vad_hangover_ms: int = Field(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import numpy as np
+import psutil
 import pytest
 
 from agents.engines.apertium import ApertiumTranslator
@@ -102,3 +104,25 @@ def test_partials_are_not_spoken_and_unknown_voices_are_dropped() -> None:
     assert list(synthesize.process(translation("Hola", is_final=False), 100.5)) == []
     with pytest.raises(Dropped, match="no_voice"):
         list(synthesize.process(translation("Hallo", language="xx"), 100.5))
+
+
+def test_apertium_keeps_a_bounded_number_of_pipelines_and_closes_them_whole() -> None:
+    translator = ApertiumTranslator(max_pipelines=2)
+    for source, target in (("en", "es"), ("es", "en"), ("es", "fr")):
+        translator.translate("Hola.", source, [target])
+    started = list(translator._pipelines.values())
+    assert len(started) == 2, "the pipeline used longest ago was closed"
+    groups = [os.getpgid(p._process.pid) for p in started]
+    translator.close()
+    assert translator._pipelines == {}
+    alive = [
+        p for p in psutil.process_iter(["status"]) if p.info["status"] != psutil.STATUS_ZOMBIE and _group(p) in groups
+    ]
+    assert alive == [], "every program of each pipeline ended with it (dead ones wait for init to reap them)"
+
+
+def _group(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except ProcessLookupError:
+        return None
