@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -93,6 +94,21 @@ async def ensure_topics(bootstrap: str, partitions: int) -> None:
         await _reconcile_configs(admin, [spec for spec in ALL_TOPICS if spec.name in existing])
     finally:
         await admin.close()
+
+
+async def topic_partitions(bootstrap: str, names: Sequence[str]) -> dict[str, list[int]]:
+    """Each existing topic of ``names`` → its partitions, asked of the broker for those topics by name.
+
+    A consumer that subscribes to nothing (egress, replay, the lag export) cannot read them from its
+    own metadata: aiokafka refreshes it for the topics it tracks, none, and a Kafka broker answers that
+    with no topics (Tansu answered with all of them)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+    finally:
+        await admin.close()
+    return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described if not t["error_code"]}
 
 
 async def _reconcile_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:

@@ -19,6 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pydantic import BaseModel
 
 from schemas import decode, encode
+from streams.broker import topic_partitions
 from streams.topics import TopicSpec
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
@@ -62,7 +63,7 @@ async def read(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(spec.name) or ())
+        partitions = (await topic_partitions(bootstrap, [spec.name])).get(spec.name, [])
         if not partitions:
             raise LookupError(f"topic {spec.name} does not exist on {bootstrap}")
         if key is not None:

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams import metrics
+from streams.broker import topic_partitions
 from streams.topics import STAGE_SOURCES
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,9 @@ async def measure(bootstrap: str, groups: dict[str, str] = GROUPS) -> list[Parti
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
     async with _running(reader):
         lags = []
+        existing = await topic_partitions(bootstrap, list(groups.values()))
         for group, topic in groups.items():
-            partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+            partitions = [TopicPartition(topic, p) for p in existing.get(topic, ())]
             committed = await _committed(bootstrap, group, partitions)
             ends = await reader.end_offsets(list(committed))
             for tp, offset in committed.items():

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Envelope, Record, StageLoad, SynthesizedAudio, Transcript, TranscriptionUpdate, Translation, decode
 from streams import metrics
+from streams.broker import topic_partitions
 from streams.topics import BY_NAME, EGRESS_STATE_TOPICS, EGRESS_TOPICS, TEXT_ORIGINAL, TEXT_TRANSLATED, TopicSpec
 from web.admission import PipelineLoad
 from web.background import Background
@@ -73,10 +74,10 @@ class Egress(Background):
         )
         try:  # stopped also when it could not start (the broker is away): no leaked client
             await consumer.start()
-            await consumer.topics()  # loads partition metadata
+            existing = await topic_partitions(self._bootstrap, [s.name for s in (*EGRESS_STATE_TOPICS, *EGRESS_TOPICS)])
 
             def partitions(specs: tuple[TopicSpec, ...]) -> list[TopicPartition]:
-                return [TopicPartition(s.name, p) for s in specs for p in consumer.partitions_for_topic(s.name) or ()]
+                return [TopicPartition(s.name, p) for s in specs for p in existing.get(s.name, ())]
 
             heads, tails = partitions(EGRESS_STATE_TOPICS), partitions(EGRESS_TOPICS)
             consumer.assign(heads + tails)
