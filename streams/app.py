@@ -95,7 +95,8 @@ class StageApp(faust.App):
             autodiscover=False,
             datadir=Path(tempfile.mkdtemp(prefix=f"dragoman-{stage}-")),  # memory store: nothing persists here
             topic_partitions=settings.partitions,
-            topic_replication_factor=1,
+            topic_replication_factor=settings.replication_factor,
+            producer_acks=-1,  # every in-sync replica: a leader killed after acking loses nothing
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=settings.session_timeout_s / 4,
             broker_rebalance_timeout=settings.session_timeout_s * 2,
@@ -150,7 +151,7 @@ class StageApp(faust.App):
     async def on_first_start(self) -> None:
         """Before the consumer subscribes: every topic exists with its partitions and config."""
         await super().on_first_start()
-        await ensure_topics(self._bootstrap, self.settings.partitions)
+        await ensure_topics(self._bootstrap, self.settings.partitions, self.settings.replication_factor)
 
     async def _write_member_id(self, member_file: Path, sender: object, *args: object, **kwargs: object) -> None:
         """For the supervisor, which removes this member from its group if the process dies."""

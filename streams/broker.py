@@ -76,7 +76,7 @@ async def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
             await client.close()
 
 
-async def ensure_topics(bootstrap: str, partitions: int) -> None:
+async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -> None:
     """Create every missing topic with its partition count and config, and put back the config of
     existing ones where it drifted from :mod:`streams.topics`.
 
@@ -91,7 +91,7 @@ async def ensure_topics(bootstrap: str, partitions: int) -> None:
         existing = set(await admin.list_topics())
         for spec in ALL_TOPICS:
             if spec.name not in existing:
-                topic = NewTopic(spec.name, partitions, 1, topic_configs=spec.kafka_config())
+                topic = NewTopic(spec.name, partitions, replication, topic_configs=spec.kafka_config())
                 with contextlib.suppress(TopicAlreadyExistsError):  # another process made it just now
                     await admin.create_topics([topic])
         await _reconcile_configs(admin, [spec for spec in ALL_TOPICS if spec.name in existing])

@@ -71,7 +71,7 @@ def cmd_broker(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     with embedded_broker(settings, args.port or settings.broker_port).start() as broker:
-        asyncio.run(ensure_topics(broker.bootstrap, settings.partitions))
+        asyncio.run(ensure_topics(broker.bootstrap, settings.partitions, settings.replication_factor))
         print(f"broker ready: {broker.bootstrap}", flush=True)
         _wait_for_signal()
 
@@ -81,7 +81,7 @@ def cmd_topics(args: argparse.Namespace) -> None:
     from streams.topics import ALL_TOPICS
 
     settings = get_settings()
-    asyncio.run(ensure_topics(_require_bootstrap(settings), settings.partitions))
+    asyncio.run(ensure_topics(_require_bootstrap(settings), settings.partitions, settings.replication_factor))
     for spec in ALL_TOPICS:
         print(f"{spec.name:<28} {' '.join(f'{k}={v}' for k, v in spec.kafka_config().items())}")
 
@@ -240,7 +240,9 @@ def running_system(settings: Settings) -> Iterator[System]:
     if not bootstrap:
         broker = embedded_broker(settings).start()
         bootstrap = broker.bootstrap
-    asyncio.run(ensure_topics(bootstrap, settings.partitions))  # once, before five processes each check them
+    asyncio.run(
+        ensure_topics(bootstrap, settings.partitions, settings.replication_factor)
+    )  # once, before five processes each check them
     secret = settings.jwt_secret or secrets.token_urlsafe(32)
     supervisor = Supervisor({"DRAGOMAN_KAFKA_BOOTSTRAP": bootstrap, "DRAGOMAN_JWT_SECRET": secret})
     try:

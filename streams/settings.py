@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         "it dies, or `s3://BUCKET/`, kept across its restarts (the `AWS_*` variables, such as `AWS_ENDPOINT`, "
         "name the store).",
     )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replicas of every topic Dragoman creates, its own and Faust's changelogs: 3 on a "
+        "three-broker Kafka with min.insync.replicas 2 (producers wait for all in-sync replicas).",
+    )
+    idempotent_producers: bool = Field(
+        False,
+        description="Idempotent producers (no duplicate on a retried send). Apache Kafka has them; Tansu fails "
+        "their InitProducerId, so set false there. The at-least-once dedupe by sequence number stays either way.",
+    )
     partitions: int = Field(
         4, ge=1, description="Partitions of every meeting topic (all keyed by room_id, so co-partitioned)."
     )

@@ -11,7 +11,7 @@ the consumer commits (:meth:`Consumer._new_offset`), and tells its member id.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar, cast
 
 import aiokafka
@@ -119,5 +119,16 @@ class Consumer(faust_aiokafka.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class Producer(faust_aiokafka.Producer):
+    """Faust's producer, idempotent where the broker allows it (``DRAGOMAN_IDEMPOTENT_PRODUCERS``):
+    Faust turns idempotence on only inside its transactions."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        if get_settings().idempotent_producers:
+            return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+        return super()._settings_extra()
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer: ClassVar[Any] = Consumer
+    Producer: ClassVar[Any] = Producer

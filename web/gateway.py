@@ -42,7 +42,7 @@ class Gateway:
         self.transcriptions = Transcriptions()
         self.load = PipelineLoad({stage: settings.partitions for stage in STAGE_SOURCES})
         self.admission = Admission(self.load, settings.max_speakers, settings.admit_max_backlog_s)
-        self.ingest = Ingest(bootstrap, settings.max_ingest_backlog)
+        self.ingest = Ingest(bootstrap, settings.max_ingest_backlog, settings.idempotent_producers)
         self.egress = Egress(bootstrap, settings.fetch_max_wait_ms, self.router, self.load, self.transcriptions)
         self.presence = Presence(self.router, self.ingest, self.id, settings.presence_lease_s)
         self.outage = OutageNotice(self.router, self.ingest)
@@ -55,7 +55,7 @@ class Gateway:
         metrics.ACTIVE_SPEAKERS.set_function(lambda: len(self.load.active_streams("stt", time.time())))
 
     async def start(self, app: web.Application) -> None:
-        await ensure_topics(self.bootstrap, self.settings.partitions)
+        await ensure_topics(self.bootstrap, self.settings.partitions, self.settings.replication_factor)
         await self.ingest.start()
         await self.egress.start()
         await self.presence.start()

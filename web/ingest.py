@@ -114,8 +114,9 @@ class BrokerUnavailable(Exception):
 class Ingest:
     """The gateway's producer: records go to their topics without waiting for delivery."""
 
-    def __init__(self, bootstrap: str, max_in_flight: int) -> None:
+    def __init__(self, bootstrap: str, max_in_flight: int, idempotent: bool = False) -> None:
         self._bootstrap = bootstrap
+        self._idempotent = idempotent
         self._max_in_flight = max_in_flight
         self._producer: AIOKafkaProducer | None = None
         self._pending: dict[asyncio.Future[Any], float] = {}
@@ -133,7 +134,8 @@ class Ingest:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             linger_ms=0,
-            enable_idempotence=False,
+            acks="all",  # every in-sync replica: a leader killed after acking loses nothing
+            enable_idempotence=self._idempotent,
             request_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000),
         )
         await self._producer.start()
