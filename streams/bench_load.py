@@ -17,8 +17,10 @@ silence, and the bench knows when it sent its last sample). Measured:
   behind, skips them so that finals come first);
 - announced: utterances whose original was announced as dropped (``dropped``);
 - refused: utterances of speakers refused with ``overloaded`` at admission;
+- told unavailable: utterances whose speaker was told ``unavailable`` while saying them (the broker
+  took no records, so what the speaker sent was dropped, as PROTOCOL.md says);
 - missing, for the original final, its translation and its translated speech (through
-  ``audio_end``): neither delivered nor announced. Silent loss, which must be zero;
+  ``audio_end``): neither delivered nor announced (nor told unavailable). Silent loss, which must be zero;
 - STT CPU: the speech worker's CPU seconds per second (its ``/metrics``).
 
 Capacity is the largest N whose final-caption p90 stays within 1.5× that of
@@ -71,6 +73,8 @@ def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
 
 @dataclass
 class Utterance:
+    started_at: float = 0.0
+    """Wall-clock time of its first sample of speech."""
     ended_at: float = 0.0
     """Wall-clock time of its last sample of speech."""
     final_at: float | None = None
@@ -88,6 +92,8 @@ class Room:
     speak: str
     listen: str
     refused: bool = False
+    unavailable_at: list[float] = field(default_factory=list)
+    """When the speaker was told ``unavailable`` (the broker took no records: what it sent was dropped)."""
     ids: dict[str, int] = field(default_factory=dict)
     """utterance id (from the pipeline) → index of the utterance it belongs to."""
     partials: Counter[str] = field(default_factory=Counter)
@@ -121,6 +127,7 @@ async def _speak(ws: aiohttp.ClientWebSocketResponse, room: Room, speech: Sequen
     sent_s = 0.0  # seconds of audio sent so far: frame k goes out when its last sample is "captured"
     for utterance, pcm in zip(room.utterances, speech, strict=True):
         stream = pcm + b"\0" * int(PAUSE_S * SAMPLE_RATE * 2)
+        utterance.started_at = started + sent_s
         utterance.ended_at = started + sent_s + len(pcm) / 2 / SAMPLE_RATE
         for offset in range(0, len(stream), FRAME_BYTES):
             frame = stream[offset : offset + FRAME_BYTES]
@@ -136,6 +143,8 @@ async def _listen(ws: aiohttp.ClientWebSocketResponse, room: Room, kind: str) ->
         event, now = json.loads(message.data), time.time()
         if kind == "speaker" and event.get("type") == "error" and event.get("code") == "overloaded":
             room.refused = True
+        elif kind == "speaker" and event.get("type") == "error" and event.get("code") == "unavailable":
+            room.unavailable_at.append(now)
         elif event.get("event") in ("caption", "dropped"):
             _on_caption(room, event, now)
         elif event.get("type") in ("audio_start", "audio_end") and event["utterance_id"] in room.ids:
@@ -164,16 +173,18 @@ def _on_caption(room: Room, event: dict[str, Any], now: float) -> None:
 
 
 async def run_rooms(
-    url: str, secret: str, rooms: int, speech: Sequence[bytes], speak: str, listen: str, drain_s: float = DRAIN_S
-) -> list[Room]:
+    url: str, secret: str, rooms: int, speech: Sequence[bytes], speak: str, listen: str, drain_s: float = DRAIN_S,
+    names: Sequence[str] = (),
+) -> list[Room]:  # fmt: skip
     """``rooms`` meetings at once through the gateway at ``url``, each speaker streaming ``speech`` (trimmed
     recordings) in real time; returns what each room's clients received of each utterance by ``drain_s``
-    after the last one."""
+    after the last one. ``names``: the rooms' ids (default: made up)."""
     from web.auth import mint
 
     ws_url = url.replace("http", "ws", 1)
     cycle_s = sum(len(p) / 2 / SAMPLE_RATE + PAUSE_S for p in speech) / len(speech)
-    state = [Room(f"load-{uuid.uuid4().hex[:8]}", [Utterance() for _ in speech], speak, listen) for _ in range(rooms)]
+    names = list(names) or [f"load-{uuid.uuid4().hex[:8]}" for _ in range(rooms)]
+    state = [Room(name, [Utterance() for _ in speech], speak, listen) for name in names[:rooms]]
     async with aiohttp.ClientSession() as http:
         sockets = []
         for room in state:
@@ -213,9 +224,13 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
     translated = [u.translated_at - u.ended_at for r in admitted for u in r.utterances if u.translated_at]
     partials = [r.partials[utterance_id] for r in admitted for utterance_id in r.ids]
 
+    def told_unavailable(room: Room, u: Utterance) -> bool:
+        """Its speaker was told ``unavailable`` while saying it (or just after): what it sent was dropped."""
+        return any(u.started_at - 1.0 <= at <= u.ended_at + 3.0 for at in room.unavailable_at)
+
     def missing(delivered: Callable[[Utterance], float | None], announced_in: Callable[[Room], set[str]]) -> int:
-        return sum(1 for r in admitted for u in r.utterances
-                   if delivered(u) is None and not u.announced & announced_in(r))  # fmt: skip
+        return sum(1 for r in admitted for u in r.utterances if delivered(u) is None
+                   and not u.announced & announced_in(r) and not told_unavailable(r, u))  # fmt: skip
 
     return {
         "rooms": len(rooms),
@@ -233,6 +248,7 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
         "audio_missing": missing(lambda u: u.audio_ended_at, lambda r: {r.speak, r.listen}),
         "announced": sum(1 for r in admitted for u in r.utterances if r.speak in u.announced and u.final_at is None),
         "refused": sum(len(r.utterances) for r in rooms if r.refused),
+        "told_unavailable": sum(1 for r in admitted for u in r.utterances if told_unavailable(r, u)),
         "stt_cpu_cores": None if cpu_cores is None else round(cpu_cores, 2),
     }
 

@@ -177,11 +177,13 @@ class EmbeddedKafka:
     ``data_dir``: its log directory, kept across restarts; None: a temporary one, removed at stop
     (what it held is lost, as with Tansu in memory). ``replication``: the cluster's size, for its
     internal topics and as the default replication of topics (``min.insync.replicas`` 2 from three on).
+    ``die_with_parent``: Linux ends it when the *thread* that started it exits, so a node started from a
+    worker thread must not ask for it (its owner stops it).
     """
 
     def __init__(self, port: int = 0, data_dir: Path | None = None, node_id: int = 1,
                  voters: dict[int, int] | None = None, cluster_id: str = "ZHJhZ29tYW4tZW1iZWRkZWQ",
-                 replication: int = 1, lib: Path = KAFKA_LIB) -> None:  # fmt: skip
+                 replication: int = 1, lib: Path = KAFKA_LIB, die_with_parent: bool = True) -> None:  # fmt: skip
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.node_id = node_id
@@ -189,6 +191,7 @@ class EmbeddedKafka:
         self.cluster_id = cluster_id
         self.replication = replication
         self._lib = lib
+        self._die_with_parent = die_with_parent
         self._data_dir = data_dir
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -206,6 +209,9 @@ class EmbeddedKafka:
             f"transaction.state.log.min.isr={insync}", f"min.insync.replicas={insync}",
             # A new consumer group forms at once, not after Kafka's 3 s wait for more members.
             "group.initial.rebalance.delay.ms=0",
+            # A dead broker is fenced (its partitions get new leaders) after 2 s without a heartbeat, not
+            # Kafka's 9 s: live audio waits that long, and past the gateway's 2 s stall it is dropped.
+            "broker.session.timeout.ms=2000", "broker.heartbeat.interval.ms=500",
         ])  # fmt: skip
 
     def start(self) -> EmbeddedKafka:
@@ -224,7 +230,7 @@ class EmbeddedKafka:
                         "-c", str(data / "server.properties")], check=True, capture_output=True)  # fmt: skip
         self._process = subprocess.Popen(
             [*java, "kafka.Kafka", str(data / "server.properties")],
-            stdout=subprocess.DEVNULL, stderr=None, preexec_fn=_die_with_parent,
+            stdout=subprocess.DEVNULL, stderr=None, preexec_fn=_die_with_parent if self._die_with_parent else None,
         )  # fmt: skip
         asyncio.run(wait_for_broker(self.bootstrap, timeout_s=60))
         log.info("embedded Apache Kafka (node %d) on %s", self.node_id, self.bootstrap)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -133,7 +134,15 @@ async def test_a_meeting_is_exported_reprocessed_and_read_by_librdkafka(
     frames = [msgpack.unpackb(value, raw=False) for value, _ in read_with_librdkafka(meeting.broker, "audio.raw", room)]
     frames = sorted((f for f in frames if f["speaker_id"] == "carlos"), key=lambda f: f["sequence_number"])
     assert {f["sample_rate"] for f in frames} == {16_000} and {f["language"] for f in frames} == {"es"}
-    assert b"".join(f["pcm"] for f in frames) == bytes(sent)
+    numbers = Counter(f["sequence_number"] for f in frames)
+    told = [m for m in speaker.json if m.get("type") == "error"]
+    # A difference says which it is: frames never written (the speaker is told why) or written twice.
+    assert b"".join(f["pcm"] for f in frames) == bytes(sent), {
+        "sent_bytes": len(sent), "read_bytes": sum(len(f["pcm"]) for f in frames),
+        "missing_sequence_numbers": sorted(set(range(max(numbers) + 1)) - set(numbers)),
+        "duplicated_sequence_numbers": sorted(n for n, count in numbers.items() if count > 1),
+        "errors_told_the_speaker": told,
+    }  # fmt: skip
     audio = np.frombuffer(b"".join(f["pcm"] for f in frames), dtype="<i2")
     assert audio.size == len(sent) // 2
 

@@ -139,7 +139,11 @@ async def test_up_starts_everything_again_when_its_embedded_broker_dies() -> Non
     """Everything the broker held is gone (it keeps it in memory), but the meeting service comes back
     on the same addresses, with the same secret, by itself."""
     with running_up("up-broker-death.log", {}) as system:
-        [broker] = [p for p in psutil.Process(system.pid).children(recursive=True) if "tansu" in " ".join(p.cmdline())]
+        [broker] = [
+            p
+            for p in psutil.Process(system.pid).children(recursive=True)
+            if any(m in " ".join(p.cmdline()) for m in ("tansu", "kafka.Kafka"))
+        ]
         broker.kill()
         async with aiohttp.ClientSession() as http:
             while await _answers_ready(http, system):  # until up has noticed and stopped everything

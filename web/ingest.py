@@ -99,12 +99,17 @@ class FrameGrouper:
 
 DELIVERY_TIMEOUT_S = 5.0
 """A record the broker has not taken within this fails: live audio that late is stale anyway."""
-STALL_S = 2.0
+STALL_S = 4.0
 """A record pending this long means the broker is not taking records: new ones are refused with
-:class:`BrokerUnavailable` at once, rather than blocking their socket until they time out."""
-QUEUE_WAIT_S = 0.5
+:class:`BrokerUnavailable` at once, rather than blocking their socket until they time out. Longer than
+a partition's leader takes to move when its broker dies (2.0–2.3 s on the three-broker test cluster):
+records waiting for a new leader are late, not lost."""
+QUEUE_WAIT_S = 2.0
 """The longest a socket waits for the producer to queue a record (for topic metadata, or for room in a
-full batch): a socket that waits is not reading its client, whose audio then arrives in a burst."""
+full batch). Long enough for a partition to get a new leader when its broker dies (2.0 s measured on
+the three-broker test cluster, which fences a broker after 2 s), no longer than the audio a client may
+send ahead of real time (``audio_burst_s``, 2 s): a socket that waits is not reading its client, whose
+audio then arrives in a burst."""
 
 
 class BrokerUnavailable(Exception):
