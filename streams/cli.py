@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 import os
 import secrets
@@ -348,6 +349,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.what == "languages":
         _bench_languages(args)
         return
+    if args.what == "idle":
+        _bench_idle(args)
+        return
 
     from agents.models import load_synthesizer
     from agents.tts import to_pcm16
@@ -425,8 +429,6 @@ def multilingual_meeting(
 def _bench_languages(args: argparse.Namespace) -> None:
     """Route quality text to text (``--write-quality`` files it for the registry), then one multilingual
     meeting, live (see streams.bench_languages)."""
-    import json
-
     from agents.bench import bench_route_quality
     from agents.models import QUALITY
     from streams.bench_languages import print_report, run_meeting, summarize
@@ -443,6 +445,37 @@ def _bench_languages(args: argparse.Namespace) -> None:
     with settled_system(settings) as system:
         meeting = asyncio.run(run_meeting(system.url, system.secret, speech, listeners))
     print_report(summarize(meeting, references, catalogue, listeners))
+
+
+def _bench_idle(args: argparse.Namespace) -> None:
+    """The whole system with nobody speaking: how long it takes to be ready, then the CPU each process
+    uses and the broker's memory over ``--minutes`` (from every process's /metrics)."""
+    from streams.bench_load import metric_value
+
+    settings = get_settings()
+    started = time.monotonic()
+    with running_system(settings) as system:
+        ready_s = time.monotonic() - started
+        endpoints = {stage: f"http://127.0.0.1:{worker_port(settings.worker_web_port, stage)}/metrics"
+                     for stage in STAGES}  # fmt: skip
+        endpoints["gateway"] = f"{system.url}/metrics"
+        own = f"http://127.0.0.1:{settings.worker_web_port + len(STAGES)}/metrics"
+
+        def cpu() -> dict[str, float | None]:
+            seconds = {name: metric_value(url, "process_cpu_seconds_total") for name, url in endpoints.items()}
+            return {**seconds, "broker": metric_value(own, "dragoman_broker_process_cpu_seconds_total")}
+
+        time.sleep(20.0)  # the spares load and the groups settle
+        before, at = cpu(), time.monotonic()
+        time.sleep(args.minutes * 60)
+        after, elapsed = cpu(), time.monotonic() - at
+        cores = {name: round((a - b) / elapsed, 3) for name, b in before.items()
+                 if b is not None and (a := after[name]) is not None}  # fmt: skip
+        resident = metric_value(own, "dragoman_broker_process_resident_memory_bytes")
+    summary = {"bench": "idle", "broker": "external" if settings.kafka_bootstrap else settings.broker,
+               "ready_s": round(ready_s, 1), "idle_cores": cores, "idle_cores_total": round(sum(cores.values()), 3),
+               "broker_resident_mb": None if resident is None else round(resident / 1e6)}  # fmt: skip
+    print(json.dumps(summary))
 
 
 def _bench_soak(args: argparse.Namespace) -> None:
@@ -520,8 +553,6 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 def cmd_dlq(args: argparse.Namespace) -> None:
-    import json
-
     from streams import dlq
 
     bootstrap = _require_bootstrap(get_settings())
@@ -592,11 +623,11 @@ def main(argv: list[str] | None = None) -> None:
     model.set_defaults(func=cmd_models)
     sub.add_parser("config", help="print every setting as a Markdown table").set_defaults(func=cmd_config)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=["pipeline", "engines", "load", "soak", "languages"])
+    bench.add_argument("what", choices=["pipeline", "engines", "load", "soak", "languages", "idle"])
     bench.add_argument(
         "--rooms", help="load: numbers of rooms speaking at once (1,2,4,6,8,12); soak: rooms at once (4)"
     )
-    bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
+    bench.add_argument("--minutes", type=float, default=30.0, help="soak, idle: how long (idle: 1)")
     bench.add_argument("--language", default="en", choices=["en", "es"], help="load, soak: the speakers' language")
     bench.add_argument(
         "--listen", help="load, soak: the listeners' language (es for English speakers, else en; fr: a pivoted pair)"
