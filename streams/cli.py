@@ -585,7 +585,7 @@ def main(argv: list[str] | None = None) -> None:
     up = sub.add_parser("up", help="broker, workers and gateway on this machine")
     up.add_argument("--replicas", type=int, help="workers per live stage (DRAGOMAN_REPLICAS, default 1)")
     up.set_defaults(func=cmd_up)
-    broker = sub.add_parser("broker", help="the embedded Kafka-compatible broker (Tansu)")
+    broker = sub.add_parser("broker", help="the embedded broker (Apache Kafka, or Tansu with DRAGOMAN_BROKER=tansu)")
     broker.add_argument("--port", type=int, default=0)
     broker.set_defaults(func=cmd_broker)
     worker = sub.add_parser("worker", help="one pipeline stage (a Faust app), or all of them")

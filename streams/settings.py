@@ -9,22 +9,31 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRAGOMAN_", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tansu_defaults(cls, data: Any) -> Any:
+        """Tansu never wakes a waiting fetch and has no idempotent producers: its own defaults, where unset."""
+        if isinstance(data, dict) and data.get("broker", cls.model_fields["broker"].default) == "tansu":
+            data.setdefault("fetch_max_wait_ms", 20)
+            data.setdefault("idempotent_producers", False)
+        return data
+
     # --- broker -------------------------------------------------------------
     kafka_bootstrap: str | None = Field(
         None,
-        description="host:port[,host:port] of an external Kafka. Unset: `up` starts the embedded Tansu broker.",
+        description="host:port[,host:port] of an external Kafka. Unset: `up` starts the embedded broker.",
     )
     broker: Literal["kafka", "tansu"] = Field(
-        "tansu",
+        "kafka",
         description="The embedded broker: `kafka` (Apache Kafka in KRaft mode, from infra/kafka's Maven pom) or "
         "`tansu` (in memory, or on S3).",
     )
@@ -46,18 +55,21 @@ class Settings(BaseSettings):
         "three-broker Kafka with min.insync.replicas 2 (producers wait for all in-sync replicas).",
     )
     idempotent_producers: bool = Field(
-        False,
+        True,
         description="Idempotent producers (no duplicate on a retried send). Apache Kafka has them; Tansu fails "
-        "their InitProducerId, so set false there. The at-least-once dedupe by sequence number stays either way.",
+        "their InitProducerId, so with DRAGOMAN_BROKER=tansu the default is false. The at-least-once dedupe by "
+        "sequence number stays either way.",
     )
     partitions: int = Field(
         4, ge=1, description="Partitions of every meeting topic (all keyed by room_id, so co-partitioned)."
     )
     fetch_max_wait_ms: int = Field(
-        20,
+        500,
         ge=1,
-        description="Consumer fetch wait. Tansu never wakes a waiting fetch, so this is its delivery latency; "
-        "5 ms stalls a backlog, Faust's own 1500 ms makes a 3-stage chain take 1.5 s.",
+        description="Consumer fetch wait. Kafka answers a waiting fetch as soon as records arrive, so this only "
+        "bounds idle polling. Tansu never wakes one, so there it is each hop's delivery latency, and with "
+        "DRAGOMAN_BROKER=tansu the default is 20 (5 ms stalls a backlog; Faust's own 1500 ms made a 3-stage chain "
+        "take 1.5 s).",
     )
     session_timeout_s: float = Field(
         6.0, gt=0, description="Consumer group session timeout; a new group waits about half of it on Tansu."

@@ -77,7 +77,11 @@ async def test_the_system_survives_a_broker_that_goes_away_and_comes_back(s3_sto
     try:
         with running_up(
             "up-broker-faults.log",
-            {"DRAGOMAN_KAFKA_BOOTSTRAP": broker.bootstrap, "DRAGOMAN_FETCH_MAX_WAIT_MS": FETCH_MAX_WAIT_MS},
+            {
+                "DRAGOMAN_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "DRAGOMAN_BROKER": "tansu",
+                "DRAGOMAN_FETCH_MAX_WAIT_MS": FETCH_MAX_WAIT_MS,
+            },
         ) as system:
             await spares_warm(system)  # loading them takes the CPU the first utterance needs
             room = f"outage-{uuid.uuid4().hex[:8]}"

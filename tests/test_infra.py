@@ -90,3 +90,10 @@ def test_the_image_installs_the_apertium_pairs_that_infra_dev_does() -> None:
     assert dev is not None
     image = set(re.findall(r"\bapertium-[a-z-]+", (INFRA / "Dockerfile").read_text()))
     assert set(dev.group(1).split()) == image
+
+
+def test_compose_runs_the_kafka_version_the_tests_run() -> None:
+    pinned = re.search(r"<kafka.version>([^<]+)</kafka.version>", (INFRA / "kafka" / "pom.xml").read_text())
+    assert pinned is not None
+    compose = yaml.safe_load((INFRA / "compose.yaml").read_text())
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{pinned.group(1)}"

@@ -30,8 +30,8 @@ def test_stop_leaves_no_process_behind() -> None:
         return set(psutil.Process().children(recursive=True))
 
     before = descendants()  # e.g. the test session's own `dragoman up`
-    supervisor = Supervisor({})
-    supervisor.spawn("broker", ["broker"])  # a child that starts a child of its own (Tansu)
+    supervisor = Supervisor({"DRAGOMAN_BROKER": "tansu"})
+    supervisor.spawn("broker", ["broker"])  # a child that starts a child of its own (Tansu: it starts at once)
     deadline = time.monotonic() + 30
     while len(descendants() - before) < 2:
         assert time.monotonic() < deadline, "the broker never started"

@@ -1,5 +1,6 @@
-"""Topics on a broker nobody prepared: whatever starts first (here the gateway) creates every topic
-with its partitions and config, and a topic that exists with the wrong config is found out."""
+"""Topics on a broker nobody prepared, Apache Kafka and Tansu: whatever starts first (here the gateway)
+creates every topic with its partitions and config, and a topic that exists with the wrong config is
+put right (Kafka) or found out (Tansu, which cannot alter configs)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from agents.models import describe_languages
-from streams.broker import EmbeddedTansu, ensure_topics
+from streams.broker import EmbeddedKafka, EmbeddedTansu, ensure_topics
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TRANSCRIPTS
 from web.app import create_app
@@ -20,10 +21,11 @@ from web.app import create_app
 PARTITIONS = 3
 
 
-@pytest.fixture
-def bare_broker() -> Iterator[str]:
-    with EmbeddedTansu().start() as broker:
-        yield broker.bootstrap
+@pytest.fixture(params=["kafka", "tansu"])
+def bare_broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(which broker, its bootstrap)."""
+    with (EmbeddedKafka() if request.param == "kafka" else EmbeddedTansu()).start() as broker:
+        yield request.param, broker.bootstrap
 
 
 def described(bootstrap: str) -> dict[str, tuple[int, dict[str, str]]]:
@@ -38,13 +40,14 @@ def described(bootstrap: str) -> dict[str, tuple[int, dict[str, str]]]:
     }
 
 
-async def test_the_gateway_creates_every_topic_with_its_config(bare_broker: str) -> None:
-    assert not {spec.name for spec in ALL_TOPICS} & set(described(bare_broker))
-    settings = Settings(partitions=PARTITIONS, jwt_secret="s")
-    server = TestServer(create_app(settings, bare_broker, "s", describe_languages(settings)))
+async def test_the_gateway_creates_every_topic_with_its_config(bare_broker: tuple[str, str]) -> None:
+    engine, bootstrap = bare_broker
+    assert not {spec.name for spec in ALL_TOPICS} & set(described(bootstrap))
+    settings = Settings(partitions=PARTITIONS, jwt_secret="s", broker=engine)
+    server = TestServer(create_app(settings, bootstrap, "s", describe_languages(settings)))
     await server.start_server()
     try:
-        topics = described(bare_broker)
+        topics = described(bootstrap)
     finally:
         await server.close()
     for spec in ALL_TOPICS:
@@ -54,17 +57,24 @@ async def test_the_gateway_creates_every_topic_with_its_config(bare_broker: str)
     assert topics[TRANSCRIPTS.name][1]["cleanup.policy"] == "compact"
 
 
-async def test_a_topic_with_the_wrong_config_is_found_out(bare_broker: str, caplog: pytest.LogCaptureFixture) -> None:
-    """As if the broker had auto-created it with its defaults. Tansu cannot alter configs, so this
-    is a warning here; a real Kafka gets the config set (``alter_configs``)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bare_broker)
+async def test_a_topic_with_the_wrong_config_is_put_right_or_found_out(
+    bare_broker: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """As if the broker had auto-created it with its defaults: Kafka gets the config set
+    (``alter_configs``); Tansu cannot alter configs, so there it is a warning."""
+    engine, bootstrap = bare_broker
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(TRANSCRIPTS.name, 1, 1, topic_configs={"cleanup.policy": "delete"})])
     finally:
         await admin.close()
     with caplog.at_level(logging.WARNING, logger="streams.broker"):
-        await ensure_topics(bare_broker, PARTITIONS)
+        await ensure_topics(bootstrap, PARTITIONS)
     drifted = [r.getMessage() for r in caplog.records if "cannot alter" in r.getMessage()]
-    assert len(drifted) == 1 and drifted[0].startswith(f"topic {TRANSCRIPTS.name} has config"), drifted
-    assert set(described(bare_broker)) >= {spec.name for spec in ALL_TOPICS}
+    topics = described(bootstrap)
+    assert set(topics) >= {spec.name for spec in ALL_TOPICS}
+    if engine == "kafka":
+        assert drifted == [] and topics[TRANSCRIPTS.name][1]["cleanup.policy"] == "compact"
+    else:
+        assert len(drifted) == 1 and drifted[0].startswith(f"topic {TRANSCRIPTS.name} has config"), drifted
