@@ -120,6 +120,8 @@ class StageApp(faust.App):
         self._load_topic = self._topic(PIPELINE_LOAD)
         self._busy = False
         self._source: str | None = None
+        self._source_specs: list[TopicSpec] = []
+        """The topics its stages read: created with the rest, should a stage read one of its own."""
         self.load = LoadMeter()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
         # Every series this stage can have exists from the start at 0, so that a rate or an alert
@@ -151,7 +153,8 @@ class StageApp(faust.App):
     async def on_first_start(self) -> None:
         """Before the consumer subscribes: every topic exists with its partitions and config."""
         await super().on_first_start()
-        await ensure_topics(self._bootstrap, self.settings.partitions, self.settings.replication_factor)
+        await ensure_topics(self._bootstrap, self.settings.partitions, self.settings.replication_factor,
+                            self._source_specs)  # fmt: skip
 
     async def _write_member_id(self, member_file: Path, sender: object, *args: object, **kwargs: object) -> None:
         """For the supervisor, which removes this member from its group if the process dies."""
@@ -206,6 +209,7 @@ class StageApp(faust.App):
         """
         stage, source_topic = self.stage, self._topic(source)
         self._source = source.name
+        self._source_specs.append(source)
         sinks = {spec.record: self._topic(spec) for spec in BY_RECORD.values()}
         held: dict[Hashable, list[EventT]] = defaultdict(list)
         started = time.perf_counter()

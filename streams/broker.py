@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Self
 
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -76,27 +77,32 @@ async def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
             await client.close()
 
 
-async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1) -> None:
+async def ensure_topics(bootstrap: str, partitions: int, replication: int = 1, extra: Sequence[TopicSpec] = ()) -> None:
     """Create every missing topic with its partition count and config, and put back the config of
     existing ones where it drifted from :mod:`streams.topics`.
 
     Workers, the gateway, ``up`` and ``dragoman topics`` all call this on startup, so a Kafka whose
     topics were auto-created with the broker's defaults (``transcripts`` never compacted, audio kept
     a week) is corrected by whichever starts first. Partition counts of existing topics are left
-    alone: changing them would move rooms between partitions.
+    alone: changing them would move rooms between partitions. ``extra``: topics beyond Dragoman's own
+    (a stage reading one of its own): Kafka creates a missing topic for a producer, never for a consumer.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        for spec in ALL_TOPICS:
+        specs = [*ALL_TOPICS, *(spec for spec in extra if spec not in ALL_TOPICS)]
+        for spec in specs:
             if spec.name not in existing:
                 topic = NewTopic(spec.name, partitions, replication, topic_configs=spec.kafka_config())
                 with contextlib.suppress(TopicAlreadyExistsError):  # another process made it just now
                     await admin.create_topics([topic])
-        await _reconcile_configs(admin, [spec for spec in ALL_TOPICS if spec.name in existing])
+        await _reconcile_configs(admin, [spec for spec in specs if spec.name in existing])
     finally:
         await admin.close()
+    # Kafka's controller publishes new topics to the brokers' metadata a moment later: return once
+    # every one is there, so that whoever starts next finds it.
+    await topic_partitions(bootstrap, [spec.name for spec in specs], wait_s=10.0)
 
 
 async def topic_partitions(bootstrap: str, names: Sequence[str], wait_s: float = 5.0) -> dict[str, list[int]]:
@@ -111,9 +117,11 @@ async def topic_partitions(bootstrap: str, names: Sequence[str], wait_s: float =
     try:
         deadline = time.monotonic() + wait_s
         while True:
-            described = await admin.describe_topics(list(names))
+            # Every topic's metadata, then ours: asked by name, a Kafka broker creates a missing topic
+            # (with its default partitions) for the asking.
+            described = await admin.describe_topics(None)
             found = {t["topic"]: sorted(p["partition"] for p in t["partitions"])
-                     for t in described if not t["error_code"] and t["partitions"]}  # fmt: skip
+                     for t in described if t["topic"] in names and not t["error_code"] and t["partitions"]}  # fmt: skip
             if len(found) == len(set(names)) or time.monotonic() > deadline:
                 return found
             await asyncio.sleep(0.2)  # a topic created just now has no leader for a moment on Kafka
@@ -169,10 +177,47 @@ rootLogger.appenderRef.console.ref = STDERR
 """
 
 
-class EmbeddedKafka:
+class _BrokerProcess:
+    """An embedded broker's process on 127.0.0.1: started by a subclass, stopped (SIGTERM, then SIGKILL
+    after ``stop_timeout_s``) by :meth:`stop`. Use as a context manager."""
+
+    stop_timeout_s = 5.0
+
+    def __init__(self, port: int) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the broker is not started"
+        return self._process.pid
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedKafka(_BrokerProcess):
     """Apache Kafka in KRaft mode on 127.0.0.1 (broker and controller in one JVM) that dies with its
     parent: one node, or node ``node_id`` of a cluster whose nodes' controller ports are ``voters``.
-    Use as a context manager.
 
     ``data_dir``: its log directory, kept across restarts; None: a temporary one, removed at stop
     (what it held is lost, as with Tansu in memory). ``replication``: the cluster's size, for its
@@ -181,11 +226,12 @@ class EmbeddedKafka:
     worker thread must not ask for it (its owner stops it).
     """
 
+    stop_timeout_s = 15.0  # a controlled shutdown hands its partitions over first
+
     def __init__(self, port: int = 0, data_dir: Path | None = None, node_id: int = 1,
                  voters: dict[int, int] | None = None, cluster_id: str = "ZHJhZ29tYW4tZW1iZWRkZWQ",
                  replication: int = 1, lib: Path = KAFKA_LIB, die_with_parent: bool = True) -> None:  # fmt: skip
-        self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        super().__init__(port)
         self.node_id = node_id
         self.voters = voters or {node_id: free_port()}
         self.cluster_id = cluster_id
@@ -194,7 +240,6 @@ class EmbeddedKafka:
         self._die_with_parent = die_with_parent
         self._data_dir = data_dir
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
 
     def _config(self, data: Path) -> str:
         quorum = ",".join(f"{node}@127.0.0.1:{port}" for node, port in sorted(self.voters.items()))
@@ -210,7 +255,7 @@ class EmbeddedKafka:
             # A new consumer group forms at once, not after Kafka's 3 s wait for more members.
             "group.initial.rebalance.delay.ms=0",
             # A dead broker is fenced (its partitions get new leaders) after 2 s without a heartbeat, not
-            # Kafka's 9 s: live audio waits that long, and past the gateway's 2 s stall it is dropped.
+            # Kafka's 9 s: live audio waits for the new leader, and past the gateway's 4 s it is dropped.
             "broker.session.timeout.ms=2000", "broker.heartbeat.interval.ms=500",
         ])  # fmt: skip
 
@@ -236,45 +281,21 @@ class EmbeddedKafka:
         log.info("embedded Apache Kafka (node %d) on %s", self.node_id, self.bootstrap)
         return self
 
-    @property
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None, "the broker is not started"
-        return self._process.pid
-
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        super().stop()
         if self._temporary is not None:
             self._temporary.cleanup()
             self._temporary = None
 
-    def __enter__(self) -> EmbeddedKafka:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class EmbeddedTansu:
-    """A Tansu process on 127.0.0.1 that dies with its parent. Use as a context manager.
+class EmbeddedTansu(_BrokerProcess):
+    """A Tansu process on 127.0.0.1 that dies with its parent.
 
     ``storage``: Tansu's storage engine (``Settings.broker_storage``)."""
 
     def __init__(self, port: int = 0, storage: str = "memory://tansu/") -> None:
-        self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        super().__init__(port)
         self.storage = storage
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EmbeddedTansu:
         """Start it and wait until it answers; it has no topics until someone ensures them."""
@@ -297,32 +318,6 @@ class EmbeddedTansu:
         asyncio.run(wait_for_broker(self.bootstrap))
         log.info("embedded broker on %s", self.bootstrap)
         return self
-
-    @property
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None, "the broker is not started"
-        return self._process.pid
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
-
-    def __enter__(self) -> EmbeddedTansu:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def embedded_broker(settings: Settings, port: int | None = None) -> EmbeddedKafka | EmbeddedTansu:

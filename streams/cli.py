@@ -340,17 +340,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         print_report(bench_engines(get_settings(), args.prompts))
         return
-    if args.what == "load":
-        _bench_load(args)
-        return
-    if args.what == "soak":
-        _bench_soak(args)
-        return
-    if args.what == "languages":
-        _bench_languages(args)
-        return
-    if args.what == "idle":
-        _bench_idle(args)
+    live = {"load": _bench_load, "soak": _bench_soak, "languages": _bench_languages, "idle": _bench_idle}
+    if args.what in live:
+        live[args.what](args)
         return
 
     from agents.models import load_synthesizer

@@ -24,9 +24,10 @@ from streams.topics import TopicSpec
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
-IDLE_END_S = 1.0
-"""Tansu reports a partition's end up to a batch early (DESIGN.md, measured limits): past the end
-it reported, a read still waits this long for more before it calls the partition done."""
+IDLE_END_S = 10.0
+"""A read that gets nothing for this long before the end offsets it took fails (the broker is away).
+Tansu reports a partition's end up to a batch early (DESIGN.md, measured limits); the batch that holds
+the reported end is read whole, so its records past it come too."""
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,22 @@ async def read(
         consumer.assign(assigned)
         ends = await consumer.end_offsets(assigned)
         await _seek(consumer, assigned, since)
-        open_partitions = {tp for tp in assigned if ends[tp] > 0}
+        # Read to the end offsets taken before reading: a partition is done once its record before the end
+        # was read (or it has none after where reading started). Kafka's fetcher may hold back a partition's
+        # first records for a while; asking the consumer's position then said "done" too early.
+        starts = {tp: await consumer.position(tp) for tp in assigned}
+        open_partitions = {tp for tp in assigned if ends[tp] > starts[tp]}
         idle_since = time.monotonic()
         while open_partitions:
             batches = await consumer.getmany(*open_partitions, timeout_ms=200)
             if not any(batches.values()):
-                done = {tp for tp in open_partitions if await consumer.position(tp) >= ends[tp]}
                 if time.monotonic() - idle_since > IDLE_END_S:
-                    open_partitions -= done
+                    raise TimeoutError(f"{spec.name}: nothing read for {IDLE_END_S:g} s before its end")
                 continue
             idle_since = time.monotonic()
             for tp, messages in batches.items():
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    open_partitions.discard(tp)
                 for message in messages:
                     timestamp = message.timestamp / 1000
                     if until is not None and timestamp > until:
@@ -100,9 +106,17 @@ async def read(
         await consumer.stop()
 
 
+async def seek_to_start(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+    """Each partition's position at its first record, set before the next fetch. aiokafka's
+    ``seek_to_beginning`` races the reset that ``assign`` starts (to the end, by default): on Kafka the
+    position came back at the end in about half the reads, which then read nothing."""
+    for tp, offset in (await consumer.beginning_offsets(partitions)).items():
+        consumer.seek(tp, offset)
+
+
 async def _seek(consumer: AIOKafkaConsumer, assigned: list[TopicPartition], since: float | None) -> None:
     if since is None:
-        await consumer.seek_to_beginning(*assigned)
+        await seek_to_start(consumer, assigned)
         return
     found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in assigned})
     ends = await consumer.end_offsets(assigned)

@@ -79,7 +79,8 @@ async def test_a_dead_letter_is_redriven_after_its_cause_is_removed(
     # Three attempts (two retries with backoff), then the DLQ, with the error.
     await wait_for(lambda: letter_with(3), timeout=30)
     first = await letter_with(3)
-    assert first is not None and first.status == "dead" and "not installed" in first.letter.error
+    seen = [(x.letter.letter_id, x.letter.attempts, x.status) for x in await dlq.letters(meeting.broker, stage="flaky")]
+    assert first is not None and first.status == "dead" and "not installed" in first.letter.error, seen
     listing = dragoman(meeting, "dlq", "list", "--stage", "flaky").stdout
     assert f"{first.letter.letter_id}" in listing and "dead" in listing
     shown = dragoman(meeting, "dlq", "show", first.letter.letter_id).stdout

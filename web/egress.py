@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas import Envelope, Record, StageLoad, SynthesizedAudio, Transcript, TranscriptionUpdate, Translation, decode
 from streams import metrics
 from streams.broker import topic_partitions
+from streams.history import seek_to_start
 from streams.topics import BY_NAME, EGRESS_STATE_TOPICS, EGRESS_TOPICS, TEXT_ORIGINAL, TEXT_TRANSLATED, TopicSpec
 from web.admission import PipelineLoad
 from web.background import Background
@@ -81,7 +82,7 @@ class Egress(Background):
 
             heads, tails = partitions(EGRESS_STATE_TOPICS), partitions(EGRESS_TOPICS)
             consumer.assign(heads + tails)
-            await consumer.seek_to_beginning(*[tp for tp in heads if tp not in self._positions])
+            await seek_to_start(consumer, [tp for tp in heads if tp not in self._positions])
             ends = await consumer.end_offsets([tp for tp in tails if tp not in self._positions])
             for tp, end in ends.items():
                 replay = BACKLOG_REPLAY if tp.topic in (TEXT_ORIGINAL.name, TEXT_TRANSLATED.name) else 0

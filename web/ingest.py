@@ -110,6 +110,10 @@ full batch). Long enough for a partition to get a new leader when its broker die
 the three-broker test cluster, which fences a broker after 2 s), no longer than the audio a client may
 send ahead of real time (``audio_burst_s``, 2 s): a socket that waits is not reading its client, whose
 audio then arrives in a burst."""
+PROBE_WAIT_S = 0.5
+"""What a probe waits to be queued while the broker is away: probes come every ``STALL_S``, and a
+socket blocked for ``QUEUE_WAIT_S`` each time would send its client's audio on in bursts past
+``audio_burst_s``."""
 
 
 class BrokerUnavailable(Exception):
@@ -169,13 +173,14 @@ class Ingest:
         assert self._producer is not None, "ingest is not started"
         for record in records:
             now = time.time()
+            wait_s = QUEUE_WAIT_S
             if not self.available(now):
                 if now < self._probe_at:
                     raise BrokerUnavailable(f"the broker has taken no record for {STALL_S:g} s")
-                self._probe_at = now + STALL_S
+                self._probe_at, wait_s = now + STALL_S, PROBE_WAIT_S
             topic = BY_RECORD[type(record)].name
             try:
-                async with asyncio.timeout(QUEUE_WAIT_S):
+                async with asyncio.timeout(wait_s):
                     delivery = await self._producer.send(topic, key=record.key.encode(), value=encode(record))
             except (KafkaError, TimeoutError) as exc:
                 self._failed = True
