@@ -105,9 +105,11 @@ class Settings(BaseSettings):
         1.5, gt=0, description="A new speaker is also refused while speech recognition runs this far behind."
     )
     audio_burst_s: float = Field(
-        2.0,
+        3.0,
         gt=0,
-        description="Audio a connection may send ahead of real time; beyond it frames are refused (`rate_limited`).",
+        description="Audio a connection may send ahead of real time; beyond it frames are refused (`rate_limited`). "
+        "Over the 2 s the gateway may hold a socket while a partition's leader moves: what the client sent "
+        "meanwhile arrives at once.",
     )
     commands_per_s: float = Field(
         10.0, gt=0, description="Text commands a connection may send per second; beyond it `rate_limited`."

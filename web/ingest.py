@@ -107,8 +107,8 @@ records waiting for a new leader are late, not lost."""
 QUEUE_WAIT_S = 2.0
 """The longest a socket waits for the producer to queue a record (for topic metadata, or for room in a
 full batch). Long enough for a partition to get a new leader when its broker dies (2.0 s measured on
-the three-broker test cluster, which fences a broker after 2 s), no longer than the audio a client may
-send ahead of real time (``audio_burst_s``, 2 s): a socket that waits is not reading its client, whose
+the three-broker test cluster, which fences a broker after 2 s), and within the audio a client may
+send ahead of real time (``audio_burst_s``, 3 s): a socket that waits is not reading its client, whose
 audio then arrives in a burst."""
 PROBE_WAIT_S = 0.5
 """What a probe waits to be queued while the broker is away: probes come every ``STALL_S``, and a
