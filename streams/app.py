@@ -28,6 +28,7 @@ from typing import Any, TypeVar, cast
 import faust
 from faust.types import EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from schemas import DeadLetter, Envelope, RoomEvent, StageLoad, UtteranceDropped, decode, encode
 from streams import metrics
@@ -153,8 +154,13 @@ class StageApp(faust.App):
     async def on_first_start(self) -> None:
         """Before the consumer subscribes: every topic exists with its partitions and config."""
         await super().on_first_start()
+        # Its tables' changelogs too, compacted as Faust makes them: a changelog Faust creates itself can
+        # still have no partitions in its consumer's metadata when the first key is set (seen on a
+        # three-broker Kafka: PartitionsMismatch crashed the rooms table).
+        changelogs = [TopicSpec(table.changelog_topic.get_topic_name(), BaseModel, compacted=True)
+                      for table in self.tables.values()]  # fmt: skip
         await ensure_topics(self._bootstrap, self.settings.partitions, self.settings.replication_factor,
-                            self._source_specs)  # fmt: skip
+                            [*self._source_specs, *changelogs])  # fmt: skip
 
     async def _write_member_id(self, member_file: Path, sender: object, *args: object, **kwargs: object) -> None:
         """For the supervisor, which removes this member from its group if the process dies."""
