@@ -171,10 +171,19 @@ appender.console.type = Console
 appender.console.name = STDERR
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [kafka %X{node}] %p %m (%c)%n
+appender.console.layout.pattern = [kafka NODE] %p %m (%c)%n
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = LOG_FILE
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = FILE
 rootLogger.appenderRef.console.ref = STDERR
+rootLogger.appenderRef.console.level = ERROR
 """
+"""Kafka's warnings to ``kafka.log`` in its data directory, errors to the console as well (its warnings
+at every start, such as controller activation, are not news on ``up``'s console)."""
 
 
 class _BrokerProcess:
@@ -268,7 +277,8 @@ class EmbeddedKafka(_BrokerProcess):
         data = self._data_dir or Path(self._temporary.name)  # type: ignore[union-attr]
         data.mkdir(parents=True, exist_ok=True)
         (data / "server.properties").write_text(self._config(data))
-        (data / "log4j2.properties").write_text(KAFKA_LOGGING.replace("%X{node}", str(self.node_id)))
+        logging_config = KAFKA_LOGGING.replace("NODE", str(self.node_id)).replace("LOG_FILE", str(data / "kafka.log"))
+        (data / "log4j2.properties").write_text(logging_config)
         java = ["java", "-Xms64m", "-Xmx512m", f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}",
                 "-cp", f"{self._lib}/*"]  # fmt: skip
         subprocess.run([*java, "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", self.cluster_id,
