@@ -102,31 +102,27 @@ def bench_route_quality(settings: Settings) -> dict[str, float]:
     """chrF of every direct direction and every one-pivot chain between the parallel languages, text to
     text on the references: what the registry picks pivots by (``agents/data/translation_quality.json``).
     A tuning figure for routing, not the live one (that is from speech: ``bench languages``)."""
-    from agents.engines.registry import quality_key
+    from agents.engines.registry import pivot_chains, quality_key
     from agents.models import load_translator
 
     registry = load_translator(settings)
-    engines = list(registry.engines.values())
+    engines = registry.engines
+    directions = [(name, engine.pairs) for name, engine in engines.items()]
     names, said = parallel_prompts()
     languages = list(said)
-    pivots = sorted({code for engine in engines for pair in engine.pairs for code in pair})
     quality: dict[str, float] = {}
     try:
         for source, target in ((s, t) for s in languages for t in languages if s != t):
             texts = [said[source][n] for n in names]
             references = [said[target][n] for n in names]
-            for engine in engines:
+            for engine in engines.values():
                 if (source, target) in engine.pairs:
                     out = [engine.translate(t, source, [target])[target] for t in texts]
                     quality[quality_key([engine.name], [source, target])] = chrf_bleu(references, out)[0]
-            for pivot in pivots:
-                first = next((e for e in engines if (source, pivot) in e.pairs), None)
-                second = next((e for e in engines if (pivot, target) in e.pairs), None)
-                if pivot in (source, target) or first is None or second is None:
-                    continue
-                middle = [first.translate(t, source, [pivot])[pivot] for t in texts]
-                out = [second.translate(m, pivot, [target])[target] for m in middle]
-                quality[quality_key([first.name, second.name], [source, pivot, target])] = chrf_bleu(references, out)[0]
+            for first, pivot, second in pivot_chains(directions, source, target):
+                middle = [engines[first].translate(t, source, [pivot])[pivot] for t in texts]
+                out = [engines[second].translate(m, pivot, [target])[target] for m in middle]
+                quality[quality_key([first, second], [source, pivot, target])] = chrf_bleu(references, out)[0]
     finally:
         registry.close()
     return dict(sorted(quality.items()))

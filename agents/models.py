@@ -29,7 +29,7 @@ from streams.settings import Settings
 
 if TYPE_CHECKING:  # engines import their heavy libraries; load them only when used
     from agents.engines.nllb import Ct2NllbTranslator, NllbTranslator
-    from agents.engines.registry import TranslatorRegistry
+    from agents.engines.registry import Directions, TranslatorRegistry
     from agents.engines.silero import SileroVad
     from agents.engines.whisper import WhisperRecognizer
 
@@ -366,7 +366,7 @@ def _nllb_installed(settings: Settings) -> bool:
     return (checkpoint / "config.json").exists() or (paths.nllb_ct2(settings.nllb_model) / "model.bin").exists()
 
 
-def translation_directions(settings: Settings) -> list[tuple[str, frozenset[tuple[str, str]]]]:
+def translation_directions(settings: Settings) -> Directions:
     """Each installed translation engine's name and directions, the preferred first (real NLLB
     weights beat Apertium's rules), read from what is on disk without loading any weights."""
     from agents.engines.apertium import installed_modes

@@ -17,7 +17,7 @@ Choosing a route, for ``source → target``:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from streams.languages import Route
@@ -40,27 +40,34 @@ def quality_key(engines: Sequence[str], path: Sequence[str]) -> str:
     return f"{'>'.join(dict.fromkeys(engines))}:{'>'.join(path)}"
 
 
-def plan_routes(
-    directions: Sequence[tuple[str, frozenset[tuple[str, str]]]], quality: Mapping[str, float]
-) -> dict[tuple[str, str], Route]:
-    """Every pair reachable with ``directions`` (each engine's name and its directions, the preferred
-    engine first), and its route (see the module's text for the choice)."""
+Directions = Sequence[tuple[str, frozenset[tuple[str, str]]]]
+"""Each engine's name and its directions, the preferred engine first."""
+
+
+def pivot_chains(directions: Directions, source: str, target: str) -> Iterator[tuple[str, str, str]]:
+    """Each one-pivot chain from ``source`` to ``target``, by pivot name: (first leg's engine, pivot,
+    second leg's engine), each leg by the preferred engine that has it."""
 
     def first_with(pair: tuple[str, str]) -> str | None:
         return next((name for name, pairs in directions if pair in pairs), None)
 
+    for pivot in sorted({code for _, pairs in directions for pair in pairs for code in pair} - {source, target}):
+        first, second = first_with((source, pivot)), first_with((pivot, target))
+        if first is not None and second is not None:
+            yield first, pivot, second
+
+
+def plan_routes(directions: Directions, quality: Mapping[str, float]) -> dict[tuple[str, str], Route]:
+    """Every pair reachable with ``directions``, and its route (see the module's text for the choice)."""
     languages = sorted({code for _, pairs in directions for pair in pairs for code in pair})
     routes: dict[tuple[str, str], Route] = {}
     for source, target in itertools.permutations(languages, 2):
-        direct = first_with((source, target))
+        direct = next((name for name, pairs in directions if (source, target) in pairs), None)
         if direct is not None:
             routes[(source, target)] = Route(engine=direct, chrf=quality.get(quality_key([direct], [source, target])))
             continue
         best: tuple[tuple[int, float], Route] | None = None
-        for pivot in languages:  # by name: a tie keeps the first
-            first, second = first_with((source, pivot)), first_with((pivot, target))
-            if pivot in (source, target) or first is None or second is None:
-                continue
+        for first, pivot, second in pivot_chains(directions, source, target):  # a tie keeps the first
             measured = quality.get(quality_key([first, second], [source, pivot, target]))
             legs = [
                 quality.get(quality_key([first], [source, pivot])),
