@@ -398,10 +398,10 @@ def _bench_load(args: argparse.Namespace) -> None:
 
 def multilingual_meeting(
     settings: Settings, prompts: int
-) -> tuple[dict[str, list[bytes]], dict[str, list[str]], list[str]]:
+) -> tuple[dict[str, list[bytes]], dict[str, list[str]], list[str], LanguageCatalogue]:
     """The multilingual bench's meeting: each parallel language's first ``prompts`` prompts as trimmed
-    speech, their references, and the listening languages (those spoken, and any other language served
-    that some of them cannot reach)."""
+    speech, their references, the listening languages (those spoken, and any other language served
+    that some of them cannot reach), and the catalogue they were chosen from."""
     from agents.bench import parallel_prompts, parallel_speech
     from agents.models import load_synthesizer
     from agents.tts import to_pcm16
@@ -415,7 +415,7 @@ def multilingual_meeting(
     catalogue = _languages(settings)
     others = [lang for lang in catalogue.languages if lang not in said and catalogue.listenable(lang)
               and any(not catalogue.reachable(s, lang) for s in said)]  # fmt: skip
-    return speech, references, [*said, *others]
+    return speech, references, [*said, *others], catalogue
 
 
 def _bench_languages(args: argparse.Namespace) -> None:
@@ -432,8 +432,7 @@ def _bench_languages(args: argparse.Namespace) -> None:
     if args.write_quality:
         QUALITY.write_text(json.dumps(quality, indent=1) + "\n")
         print(f"written to {QUALITY}")
-    speech, references, listeners = multilingual_meeting(settings, args.prompts)
-    catalogue = _languages(settings)
+    speech, references, listeners, catalogue = multilingual_meeting(settings, args.prompts)
     with settled_system(settings) as system:
         meeting = asyncio.run(run_meeting(system.url, system.secret, speech, listeners))
     print_report(summarize(meeting, references, catalogue, listeners))

@@ -150,7 +150,7 @@ async def test_one_multilingual_meeting_live(meeting: Meeting, http: aiohttp.Cli
     reach: every listener gets captions and speech of every utterance it is reachable from, none of it
     nonsense, and the Esperanto listener is told of the three it is not, and gets nothing of them."""
     settings = get_settings()
-    speech, references, listeners = multilingual_meeting(settings, prompts=3)
+    speech, references, listeners, _ = multilingual_meeting(settings, prompts=3)
     async with http.get(f"{meeting.url}/v1/languages") as response:
         listed = LanguageCatalogue.model_validate(await response.json())
     assert "eo" in listeners and listed.listenable("eo") and not listed.speakable("eo")
