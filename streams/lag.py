@@ -87,14 +87,19 @@ async def _appended_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: i
     return messages[0].timestamp / 1000 if messages else None
 
 
+async def export(bootstrap: str) -> None:
+    """Measure once and set ``dragoman_consumer_lag_messages`` and ``_seconds``."""
+    for lag in await measure(bootstrap):
+        labels = (lag.group, lag.topic, str(lag.partition))
+        metrics.CONSUMER_LAG_MESSAGES.labels(*labels).set(lag.messages)
+        metrics.CONSUMER_LAG_SECONDS.labels(*labels).set(lag.seconds)
+
+
 async def export_forever(bootstrap: str, every_s: float) -> None:
-    """Measure every ``every_s`` and set ``dragoman_consumer_lag_messages`` and ``_seconds``."""
+    """:func:`export` every ``every_s``; a broker that cannot be asked now is asked again next time."""
     while True:
         try:
-            for lag in await measure(bootstrap):
-                labels = (lag.group, lag.topic, str(lag.partition))
-                metrics.CONSUMER_LAG_MESSAGES.labels(*labels).set(lag.messages)
-                metrics.CONSUMER_LAG_SECONDS.labels(*labels).set(lag.seconds)
+            await export(bootstrap)
         except (KafkaError, OSError) as exc:
             log.warning("consumer lag not measured: %r", exc)
         await asyncio.sleep(every_s)

@@ -32,6 +32,8 @@ AUDIO_RETENTION_MS = DAY_MS
 """Audio is big and personal: a day, enough to reprocess yesterday's meeting from its speech."""
 TEXT_RETENTION_MS = 30 * DAY_MS
 """Text is small: a month of transcripts, translations and room events to export and re-translate."""
+COMPACTED_SEGMENT_MS = HOUR_MS
+"""A compacted topic's superseded records are removed within about an hour."""
 
 
 @dataclass(frozen=True)
@@ -40,17 +42,19 @@ class TopicSpec:
     record: type[BaseModel]
     retention_ms: int = TEXT_RETENTION_MS
     compacted: bool = False
-    """Keep the last record per key forever instead of expiring by time."""
-
-    @property
-    def codec(self) -> str:
-        """The Faust codec name registered for this topic's record (see streams.codecs)."""
-        return f"dragoman.{self.record.__name__}"
+    """Keep only the last record per key: forever, or (with ``retention_ms``) until it expires."""
+    expires: bool = True
+    """Whether records expire after ``retention_ms`` (a compacted topic may keep its last ones forever)."""
 
     def kafka_config(self) -> dict[str, str]:
+        policy = ",".join(name for name, on in (("compact", self.compacted), ("delete", self.expires)) if on)
+        config = {"cleanup.policy": policy}
+        if self.expires:
+            config["retention.ms"] = str(self.retention_ms)
         if self.compacted:
-            return {"cleanup.policy": "compact"}
-        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
+            # Kafka compacts only closed segments, and rolls one after a week by default.
+            config["segment.ms"] = str(COMPACTED_SEGMENT_MS)
+        return config
 
 
 ROOM_EVENTS = TopicSpec("room.events", RoomEvent)
@@ -59,11 +63,13 @@ TEXT_ORIGINAL = TopicSpec("text.original", Transcript)
 TEXT_TRANSLATED = TopicSpec("text.translated", Translation)
 AUDIO_SYNTHESIZED = TopicSpec("audio.synthesized", SynthesizedAudio, AUDIO_RETENTION_MS)
 TRANSCRIPTION_REQUESTS = TopicSpec("transcription.requests", TranscriptionRequest, AUDIO_RETENTION_MS)
-TRANSCRIPTS = TopicSpec("transcripts", TranscriptionUpdate, compacted=True)
+TRANSCRIPTS = TopicSpec("transcripts", TranscriptionUpdate, compacted=True, expires=False)
+"""A file's latest transcription update, kept as long as the file's transcript is wanted."""
 SIGNALING = TopicSpec("signaling", Signal, HOUR_MS)
 UTTERANCES_DROPPED = TopicSpec("utterances.dropped", UtteranceDropped)
 PIPELINE_LOAD = TopicSpec("pipeline.load", StageLoad, HOUR_MS)
-DLQ = TopicSpec("pipeline.dlq", DeadLetter, 7 * DAY_MS)
+DLQ = TopicSpec("pipeline.dlq", DeadLetter, 7 * DAY_MS, compacted=True)
+"""Keyed by letter id: a letter's latest state (dead, then re-driven) for a week."""
 
 MEETING_TOPICS: tuple[TopicSpec, ...] = (
     ROOM_EVENTS,
