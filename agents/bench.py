@@ -20,14 +20,18 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import soundfile
 import soxr
 
 from agents.engines.protocols import Float32Audio, SpeechRecognizer, SpeechSynthesizer, VoiceActivityDetector
-from agents.stt import SpeechToText, SttConfig, normalize_text
+from agents.hypotheses import normalize_text
+from agents.stt import SpeechToText, SttConfig
+
+if TYPE_CHECKING:
+    from agents.engines.whisper import WhisperRecognizer
 from agents.tts import to_pcm16
 from schemas import SAMPLE_RATE, AudioFrame, Transcript
 from streams.settings import Settings
@@ -71,6 +75,29 @@ RECORDED = ("en", "es", "fr", "it")
 
 
 @cache
+def continuous_reading(lang: str, seconds: float, breath_s: float = 0.25) -> tuple[Float32Audio, list[str]]:
+    """Recorded prompts read one after another, a breath apart (shorter than the VAD's hangover, so
+    the utterances run long, as a person reading aloud does), until ``seconds`` are filled; the audio
+    and what each prompt says."""
+    pieces, said = [], []
+    breath = np.zeros(int(breath_s * SAMPLE_RATE), np.float32)
+    for name in spoken_prompts(lang, 200):
+        audio = prompt_audio(lang, name)
+        loud = np.flatnonzero(np.abs(audio) > 0.02 * np.abs(audio).max())
+        pieces += [audio[loud[0] : loud[-1] + 1], breath]
+        said.append(prompt_transcripts(lang)[name])
+        if sum(len(p) for p in pieces) >= seconds * SAMPLE_RATE:
+            break
+    return np.concatenate(pieces), said
+
+
+def word_timings(recognizer: WhisperRecognizer, audio: Float32Audio, lang: str) -> list[tuple[float, float, str]]:
+    """(start, end, word) of every word of a recording, offline: faster-whisper's own word timestamps
+    (cross-attention alignment), from the model streaming recognition uses for ``lang``."""
+    segments, _ = recognizer.pipeline(lang).model.transcribe(audio, language=lang, word_timestamps=True)
+    return [(float(w.start), float(w.end), str(w.word).strip()) for segment in segments for w in segment.words or ()]
+
+
 def parallel_prompts() -> tuple[list[str], dict[str, dict[str, str]]]:
     """The prompt names said in every language of the multilingual bench, and language → name → what is
     said: Asterisk's transcripts where it recorded the language, the project's own references elsewhere."""

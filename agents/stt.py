@@ -9,14 +9,17 @@ How one speaker's audio becomes captions:
 - Silero VAD scores 32 ms windows; silence never reaches the recognizer. A
   short pre-roll is kept so the first phoneme is not clipped.
 - While speech goes on, every ``partial_interval_s`` of new audio the
-  utterance is recognized again and LocalAgreement-2 keeps only the words two
-  consecutive hypotheses agree on, so a partial caption only ever grows.
-  Partials stop once the utterance outgrows ``partial_window_s`` (the
-  recognizer's smallest input bucket), so a partial never costs more than one
-  short decode, however long the speaker goes on; the final covers it all.
-  (Decoding only the audio after a pause, with the text before it as the
-  prompt, was measured too: base repeated its prompt, and Spanish streaming
-  WER rose from 0.249 to 0.272.)
+  utterance is recognized again and LocalAgreement-2 commits only the words two
+  consecutive hypotheses agree on, so a partial caption only ever grows. The
+  newest hypothesis's other words ride along as ``tentative``: on screen within
+  one interval, marked as not final.
+  Past ``partial_window_s`` (the recognizer's smallest input bucket) a partial
+  decodes only the utterance's last ``partial_window_s``, and its words are
+  placed after the committed ones where the two align: a partial never costs
+  more than one short decode, however long the speaker goes on, and the final
+  covers it all. (Decoding only the audio after a pause, with the text before
+  it as the prompt, was measured too: base repeated its prompt, and Spanish
+  streaming WER rose from 0.249 to 0.272.)
 - Partials are a luxury: a frame that arrives ``partial_max_lag_s`` after it
   was captured means the stage is behind, and its partials are skipped so
   that every speaker's final comes first.
@@ -26,33 +29,49 @@ How one speaker's audio becomes captions:
 - ``vad_hangover_ms`` of silence, a client ``flush``, or ``max_utterance_s``
   (cut at the quietest window) closes the utterance with a final transcript
   whose text starts with every word already shown.
-- Hallucinations are judged by evidence (:func:`clean_hypothesis`): the
+- A recognizer that raises is asked again (:data:`RECOGNITION_ATTEMPTS`). One
+  that keeps failing costs a partial nothing but the partial; a final's
+  utterance is closed and announced as dropped (reason ``error``), and its
+  frame is dead-lettered (:class:`~streams.stage.Failed`). State changes only
+  after recognition succeeds, so nothing is half-done when it fails.
+- Hallucinations are judged by evidence (:func:`agents.hypotheses.clean_hypothesis`): the
   recognizer's own probability that it heard no speech and its confidence in
-  what it wrote, Whisper's rule. Whisper's known phrases over silence ("thank
-  you", "bye", "you") only break a tie when that evidence is doubtful, so a
-  speaker's real "Thank you." is kept. Repetition loops are cut.
+  what it wrote, Whisper's rule, and the VAD's voiced time and speech
+  probability. Whisper's known phrases over silence ("thank you", "bye",
+  "you") only break a tie when the recognizer's evidence is doubtful and the
+  VAD's is not solid, so a speaker's real "Thank you." is kept. Repetition
+  loops (a phrase said over and over, a clause said twice in a row, text that
+  compresses as well as Whisper's own guard rejects) are cut.
 """
 
 from __future__ import annotations
 
-import re
-import string
-import unicodedata
+import logging
 from collections import deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import stamina
 
-from agents.engines.protocols import Float32Audio, Recognition, SpeechRecognizer, VadStream, VoiceActivityDetector
+from agents.engines.protocols import Float32Audio, SpeechRecognizer, VadStream, VoiceActivityDetector
+from agents.hypotheses import LocalAgreement, VoiceEvidence, clean_hypothesis
 from schemas import SAMPLE_RATE, AudioFrame, StageTiming, Transcript, UtteranceDropped
 from streams.settings import Settings
-from streams.stage import Dropped
+from streams.stage import Dropped, Failed
 from streams.topics import AUDIO_RAW
 
 if TYPE_CHECKING:
     from streams.app import StageApp
+
+log = logging.getLogger(__name__)
+
+RECOGNITION_ATTEMPTS = 3
+RECOGNITION_WAIT_S = 0.05
+"""Each recognition is tried 3 times, 0.05 s then about 0.1 s apart (stamina's backoff, with jitter):
+long enough for an engine that lost its process to get it back, short enough that the other
+speakers this worker serves wait well under a second."""
 
 TAIL_WINDOWS = 3
 """Silent windows kept after speech in what is recognized (about 0.1 s): words end softly."""
@@ -68,14 +87,16 @@ class SttConfig:
     pre_roll_s: float = 0.2
     speculate_after_s: float = 0.2
     """Pause after which the final is recognized ahead of the hangover's end."""
-    min_speech_s: float = 0.25
-    """Voiced time below which an utterance is a click or a cough, not speech."""
+    min_speech_s: float = 0.15
+    """Voiced time below which an utterance is a click, not speech. A quick "No." (espeak-ng at 230 words
+    a minute) is 0.2 s of voice: what is longer than a click goes to the recognizer, whose evidence
+    (and the VAD's) then judges it."""
     idle_close_s: float = 3.0
     """An utterance whose speaker sent nothing for this long (a vanished client) is closed."""
     idle_evict_s: float = 120.0
     """A speaker who sent nothing for this long is forgotten."""
     partial_window_s: float = 10.0
-    """Longest utterance a partial hypothesis is made of (see the module's doc)."""
+    """Most audio a partial hypothesis is made of: the utterance's last seconds (see the module's doc)."""
     partial_max_lag_s: float = 0.15
     """A frame taken this long after its last sample was captured means the stage is behind: no partial.
     Idle, frames are taken within 0.1 s. Measured with ``dragoman bench load`` at 6 English rooms, while
@@ -93,131 +114,6 @@ class SttConfig:
         )
 
 
-# --- text hygiene -------------------------------------------------------------
-
-_HALLUCINATIONS = {
-    # What Whisper says over silence or noise, learnt from subtitled video: a tie-breaker only.
-    "thank you",
-    "thanks for watching",
-    "thank you for watching",
-    "please subscribe",
-    "subscribe to my channel",
-    "like and subscribe",
-    "see you next time",
-    "bye",
-    "you",
-    "subtitles by the amaraorg community",
-    "gracias por ver",
-    "gracias por ver el video",
-    "suscribete",
-    "subtitulos realizados por la comunidad de amaraorg",
-    "subtitulado por la comunidad de amaraorg",
-    "untertitel im auftrag des zdf fur funkde",
-    "untertitel der amaraorg community",
-    "vielen dank fur ihre aufmerksamkeit",
-    "sous-titres realises para la communaute damaraorg",
-    "sous-titrage st 501",
-    "merci davoir regarde",
-    "obrigado por assistir",
-    "legendas pela comunidade amaraorg",
-    "grazie per la visione",
-    "sottotitoli creati dalla comunita amaraorg",
-    "продолжение следует",
-    "спасибо за просмотр",
-    "ご視聴ありがとうございました",
-    "字幕由amaraorg社区提供",
-}
-_BRACKETED = re.compile(r"\[[^\]]*\]|\([^)]*\)|[♪♫]+")
-_PUNCTUATION = str.maketrans("", "", string.punctuation + "¿¡«»…“”‘’")
-
-
-def normalize_word(word: str) -> str:
-    """Lower case, no accents, no punctuation: how two hypotheses' words are compared."""
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).translate(_PUNCTUATION)
-
-
-def normalize_text(text: str) -> str:
-    return " ".join(w for w in (normalize_word(w) for w in text.split()) if w)
-
-
-def _truncate_loops(words: list[str], max_repeats: int = 3) -> list[str]:
-    """Cut a repetition loop ("la la la la ...") after its first occurrence."""
-    keys = [normalize_word(w) for w in words]
-    for size in range(1, 5):
-        for start in range(len(keys) - size * max_repeats + 1):
-            gram = keys[start : start + size]
-            repeats = 1
-            while keys[start + size * repeats : start + size * (repeats + 1)] == gram:
-                repeats += 1
-            if repeats > max_repeats:
-                return words[: start + size]
-    return words
-
-
-NO_SPEECH_PROB = 0.6
-MIN_AVG_LOGPROB = -1.0
-"""Whisper's own rule for "nothing was said": the no-speech probability above 0.6 *and* the text's
-mean log-probability below -1. Measured with tiny.en on recordings: "Thank you.", "Goodbye!" and
-"No." score no-speech 0.03-0.06 and log-probability -0.2 to -0.7; silence, noise, mains hum,
-breathing and a click all decode as "you" or "." with no-speech 0.82-0.99 and -1.3 to -3.1."""
-DOUBTFUL_NO_SPEECH_PROB = 0.3
-"""Below the rule but above this, a known silence phrase is taken for one (the phrase list's tie)."""
-
-
-def heard_speech(recognition: Recognition) -> bool:
-    return not (recognition.no_speech_prob > NO_SPEECH_PROB and recognition.avg_logprob < MIN_AVG_LOGPROB)
-
-
-def clean_hypothesis(recognition: Recognition) -> str:
-    """What was said, without annotations and loops; "" when the evidence says nothing was.
-
-    The known silence phrases count only where the evidence is doubtful: a confident "Thank you."
-    or "Bye." is a person talking, and stays.
-    """
-    if not heard_speech(recognition):
-        return ""
-    words = _truncate_loops(_BRACKETED.sub(" ", recognition.text).split())
-    doubtful = recognition.no_speech_prob > DOUBTFUL_NO_SPEECH_PROB or recognition.avg_logprob < MIN_AVG_LOGPROB
-    if doubtful and normalize_text(" ".join(words)) in _HALLUCINATIONS:
-        return ""
-    return " ".join(words)
-
-
-class LocalAgreement:
-    """LocalAgreement-2: show only the words two consecutive hypotheses agree on.
-
-    ``committed`` only grows; words once committed keep their surface form, so
-    every later caption of the utterance, the final included, starts with them.
-    """
-
-    def __init__(self) -> None:
-        self.committed: list[str] = []
-        self._previous: list[str] = []
-
-    def update(self, hypothesis: str) -> bool:
-        """Take a new hypothesis; True when the committed prefix grew."""
-        words = hypothesis.split()
-        agreed = 0
-        for a, b in zip(self._previous, words, strict=False):
-            if normalize_word(a) != normalize_word(b):
-                break
-            agreed += 1
-        self._previous = words
-        if agreed <= len(self.committed):
-            return False
-        self.committed.extend(words[len(self.committed) : agreed])
-        return True
-
-    def final(self, hypothesis: str) -> str:
-        """The final text: every committed word, then the rest of the last hypothesis."""
-        return " ".join(self.committed + hypothesis.split()[len(self.committed) :])
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.committed)
-
-
 # --- one speaker ----------------------------------------------------------------
 
 
@@ -228,6 +124,8 @@ class _Utterance:
     windows: list[Float32Audio]
     window_energy: list[float]
     voiced_windows: int = 0
+    voiced_probability: float = 0.0
+    """The VAD's speech probabilities over the voiced windows, summed."""
     silent_run: int = 0
     first_voiced_at: float = 0.0
     last_voiced_at: float = 0.0
@@ -239,9 +137,16 @@ class _Utterance:
     """Some of its audio arrived past the stale budget: it is announced as dropped, not recognized."""
     revision: int = 0
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    said: list[str] = field(default_factory=list)
+    """Its final's words, once it has one."""
+    shown_tentative: str = ""
+    """The tentative words of the last partial sent: a partial goes out when they or the committed change."""
 
-    def audio(self, windows: int | None = None) -> Float32Audio:
-        return np.concatenate(self.windows[:windows])
+    def audio(self, end: int | None = None, start: int = 0) -> Float32Audio:
+        return np.concatenate(self.windows[start:end])
+
+    def voice(self, window_s: float) -> VoiceEvidence:
+        return VoiceEvidence(self.voiced_windows * window_s, self.voiced_probability / max(1, self.voiced_windows))
 
     @property
     def voiced_end(self) -> int:
@@ -348,7 +253,11 @@ class SpeechToText:
         for key, stream in list(self._streams.items()):
             idle = now - stream.last_frame_at
             if stream.utterance is not None and idle > self._config.idle_close_s:
-                closed.extend(self._finish(stream))
+                try:
+                    closed.extend(self._finish(stream))
+                except Failed as failure:  # no message to dead-letter: the speaker went quiet
+                    log.error("utterance given up: %r", failure.cause, extra={"room_id": stream.room_id})
+                    closed.extend(failure.announcements)
             if idle > self._config.idle_evict_s:
                 del self._streams[key]
         return closed
@@ -381,6 +290,7 @@ class SpeechToText:
             if not utterance.voiced_windows:
                 utterance.first_voiced_at = window_end_at - self._window_s
             utterance.voiced_windows += 1
+            utterance.voiced_probability += probability
             utterance.last_voiced_at = window_end_at
         silence_s = utterance.silent_run * self._window_s
         if silence_s >= config.hangover_s:
@@ -388,7 +298,7 @@ class SpeechToText:
         elif len(utterance.windows) * self._window_s >= config.max_utterance_s:
             yield from self._cut_at_quietest(stream, sequence)
         elif silence_s >= config.speculate_after_s:
-            self._speculate(utterance, stream.language)
+            self._speculate_in_pause(stream, utterance)
 
     def _open(self, stream: _SpeakerStream, sequence: int, windows: list[Float32Audio], start: int) -> _Utterance:
         stream.utterance = _Utterance(
@@ -410,7 +320,9 @@ class SpeechToText:
         utterance.silent_run = 0
         yield from self._finish(stream)
         remainder = self._open(stream, sequence, rest, stream.samples_seen - len(rest) * self._window)
+        remainder.agreement = LocalAgreement(preceding=utterance.said)
         remainder.voiced_windows = len(rest)
+        remainder.voiced_probability = len(rest) * utterance.voiced_probability / max(1, utterance.voiced_windows)
         remainder.first_voiced_at = utterance.last_voiced_at - len(rest) * self._window_s
         remainder.last_voiced_at = utterance.last_voiced_at
         remainder.stale = utterance.stale
@@ -424,15 +336,27 @@ class SpeechToText:
             return
         if utterance.silent_run or utterance.stale:
             return  # the speaker paused: the final may be a hangover away, and a partial now would delay it
-        if len(utterance.windows) * self._window_s > self._config.partial_window_s:
+        utterance.recognized_windows = len(utterance.windows)  # the next try waits an interval, failed or not
+        start = max(0, len(utterance.windows) - round(self._config.partial_window_s / self._window_s))
+        try:
+            hypothesis = self._recognize(utterance, stream.language, start=start)
+        except Exception as exc:  # noqa: BLE001 - a partial is a luxury: the final tries again
+            log.warning("partial not recognized: %r", exc, extra={"room_id": stream.room_id})
             return
-        utterance.recognized_windows = len(utterance.windows)
-        hypothesis = self._recognize(utterance, stream.language)
-        if utterance.agreement.update(hypothesis):
-            yield self._transcript(stream, utterance, utterance.agreement.text, is_final=False)
+        agreement = utterance.agreement
+        grew, tentative = agreement.update(hypothesis, windowed=start > 0), " ".join(agreement.tentative)
+        if grew or tentative != utterance.shown_tentative:
+            utterance.shown_tentative = tentative
+            yield self._transcript(stream, utterance, agreement.text, is_final=False, tentative=tentative)
 
-    def _recognize(self, utterance: _Utterance, language: str, end: int | None = None) -> str:
-        return clean_hypothesis(self._recognizer.transcribe(utterance.audio(end), language))
+    def _recognize(self, utterance: _Utterance, language: str, end: int | None = None, start: int = 0) -> str:
+        audio = utterance.audio(end, start)
+        retries = stamina.retry_context(on=Exception, attempts=RECOGNITION_ATTEMPTS, wait_initial=RECOGNITION_WAIT_S,
+                                        wait_jitter=RECOGNITION_WAIT_S, wait_max=10 * RECOGNITION_WAIT_S)  # fmt: skip
+        for attempt in retries:
+            with attempt:
+                recognition = self._recognizer.transcribe(audio, language)
+        return clean_hypothesis(recognition, utterance.voice(self._window_s))
 
     def _speculate(self, utterance: _Utterance, language: str) -> None:
         """Recognize the utterance as it stands while the pause goes on, so that when the hangover
@@ -443,23 +367,44 @@ class SpeechToText:
             end = utterance.voiced_end
             utterance.speculation = (end, self._recognize(utterance, language, end))
 
+    def _speculate_in_pause(self, stream: _SpeakerStream, utterance: _Utterance) -> None:
+        try:
+            self._speculate(utterance, stream.language)
+        except Exception as exc:  # noqa: BLE001 - the final recognizes again, and declares a failure
+            log.warning("utterance not recognized ahead of its final: %r", exc, extra={"room_id": stream.room_id})
+
     def _finish(self, stream: _SpeakerStream) -> Iterator[Transcript | UtteranceDropped]:
         utterance = stream.utterance
         assert utterance is not None
-        stream.utterance = None
-        stream.finished_through = stream.last_sequence
         if utterance.voiced_windows * self._window_s < self._config.min_speech_s:
+            self._close(stream)
             return
         if utterance.stale:
+            self._close(stream)
             yield UtteranceDropped.of(self._transcript(stream, utterance, "", is_final=True), "stt", "stale")
             return
-        self._speculate(utterance, stream.language)  # a no-op when the pause was long enough to speculate
+        try:
+            self._speculate(utterance, stream.language)  # a no-op when the pause was long enough to speculate
+        except Exception as exc:
+            self._close(stream)
+            dropped = UtteranceDropped.of(self._transcript(stream, utterance, "", is_final=True), "stt", "error")
+            raise Failed(exc, dropped) from exc
+        self._close(stream)
         assert utterance.speculation is not None
         text = utterance.agreement.final(utterance.speculation[1])
+        utterance.said = text.split()
         if text:
             yield self._transcript(stream, utterance, text, is_final=True)
 
-    def _transcript(self, stream: _SpeakerStream, utterance: _Utterance, text: str, *, is_final: bool) -> Transcript:
+    @staticmethod
+    def _close(stream: _SpeakerStream) -> None:
+        """The utterance is over: every frame up to here is fully worked on."""
+        stream.utterance = None
+        stream.finished_through = stream.last_sequence
+
+    def _transcript(
+        self, stream: _SpeakerStream, utterance: _Utterance, text: str, *, is_final: bool, tentative: str = ""
+    ) -> Transcript:
         transcript = Transcript(
             room_id=stream.room_id,
             timings=stream.timings,
@@ -469,6 +414,7 @@ class SpeechToText:
             language=stream.language,
             text=text,
             is_final=is_final,
+            tentative=tentative,
             audio_start_s=utterance.start_sample / SAMPLE_RATE,
             audio_end_s=(utterance.start_sample + len(utterance.windows) * self._window) / SAMPLE_RATE,
             speech_started_at=utterance.first_voiced_at,

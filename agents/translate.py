@@ -45,8 +45,8 @@ class Translate(Stateless):
         self._listening_languages = listening_languages
         self._config = config
         self._clock = clock
-        self._last_partial: dict[str, float] = {}
-        """utterance id → when its last partial was translated."""
+        self._last_partial: dict[str, tuple[float, str]] = {}
+        """utterance id → when its last partial was translated, and its text."""
 
     def warm_up(self) -> None:
         self._translator.translate("Good morning.", "en", ["es"])
@@ -63,14 +63,18 @@ class Translate(Stateless):
         if transcript.is_final:
             self._last_partial.pop(transcript.utterance_id, None)
         else:
-            last = self._last_partial.get(transcript.utterance_id)
-            if last is not None and now - last < self._config.partial_interval_s:
+            # Only confirmed words are translated: a partial that changed only its tentative tail
+            # would translate to the same preview.
+            last_at, last_text = self._last_partial.get(transcript.utterance_id, (None, ""))
+            if last_at is not None and now - last_at < self._config.partial_interval_s:
                 raise Dropped("rate_limited")
-            self._last_partial[transcript.utterance_id] = now
+            if not transcript.text or transcript.text == last_text:
+                raise Dropped("unchanged")
+            self._last_partial[transcript.utterance_id] = (now, transcript.text)
         # Targets nothing translates into from this language come back absent: their listeners were told
         # (web.routing) and get nothing rather than nonsense.
         texts = self._translator.translate(transcript.text, transcript.language, targets)
-        common = transcript.model_dump(exclude={"language", "text", "schema_version"})
+        common = transcript.model_dump(exclude={"language", "text", "tentative", "schema_version"})
         for target in sorted(texts):
             yield Translation(
                 **common,

@@ -10,7 +10,7 @@ in different processes, and only wall-clock time is comparable between them.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,6 +123,9 @@ class Transcript(Record):
     language: str
     text: str
     is_final: bool
+    tentative: str = ""
+    """A partial's newest words after ``text`` that no second hypothesis has confirmed yet: they may
+    change or go (show them as tentative). Empty on finals and on translations."""
     audio_start_s: float
     """Start of the utterance, in seconds of the speaker's stream."""
     audio_end_s: float
@@ -157,6 +160,11 @@ class SynthesizedAudio(Record):
     speech_ended_at: float
 
 
+DropReason = Literal["stale", "overloaded", "error"]
+"""Why an utterance is not delivered: older than a stage's budget when it could be worked on, shed
+under load, or its model kept failing (the input is dead-lettered too)."""
+
+
 class UtteranceDropped(Record):
     """An utterance the pipeline will not deliver, announced to its speaker and its listeners (topic
     ``utterances.dropped``) so that no speech is lost silently. ``language`` is the one that is missing:
@@ -166,12 +174,11 @@ class UtteranceDropped(Record):
     utterance_id: str
     language: str
     stage: str
-    reason: str
-    """Why: ``stale`` (older than the stage's budget when it could be worked on) or ``overloaded``."""
+    reason: DropReason
     speech_ended_at: float
 
     @classmethod
-    def of(cls, record: Transcript | SynthesizedAudio, stage: str, reason: str) -> UtteranceDropped:
+    def of(cls, record: Transcript | SynthesizedAudio, stage: str, reason: DropReason) -> UtteranceDropped:
         return cls(
             room_id=record.room_id,
             timings=record.timings,

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -36,7 +37,7 @@ from streams.broker import ensure_topics
 from streams.dlq import prior_attempts
 from streams.rooms import RoomState, apply_event, present
 from streams.settings import Settings
-from streams.stage import Dropped, Resumable, StageTransform
+from streams.stage import Dropped, Failed, Resumable, StageTransform
 from streams.topics import BY_RECORD, DLQ, PIPELINE_LOAD, ROOM_EVENTS, TopicSpec
 from streams.transport import Consumer
 
@@ -102,6 +103,7 @@ class StageApp(faust.App):
             broker_heartbeat_interval=settings.session_timeout_s / 4,
             broker_rebalance_timeout=settings.session_timeout_s * 2,
             consumer_auto_offset_reset="earliest",
+            processing_guarantee="exactly_once" if settings.exactly_once else "at_least_once",
             producer_linger=0.0,
             stream_wait_empty=False,
             web_enabled=True,
@@ -130,7 +132,8 @@ class StageApp(faust.App):
         for counter in (metrics.PROCESSED, metrics.RETRIES, metrics.DEAD_LETTERS):
             counter.labels(stage)
         metrics.DROPPED.labels(stage, "stale")
-        metrics.UTTERANCES_DROPPED.labels(stage, "stale")
+        for reason in ("stale", "error"):
+            metrics.UTTERANCES_DROPPED.labels(stage, reason)
 
         @self.page("/metrics")
         async def prometheus(web: Any, request: Any) -> Any:
@@ -161,6 +164,11 @@ class StageApp(faust.App):
                       for table in self.tables.values()]  # fmt: skip
         await ensure_topics(self._bootstrap, self.settings.partitions, self.settings.replication_factor,
                             [*self._source_specs, *changelogs])  # fmt: skip
+
+    async def on_stop(self) -> None:
+        """Its data directory holds nothing worth keeping (tables live in memory): removed."""
+        await super().on_stop()
+        shutil.rmtree(self.conf.datadir, ignore_errors=True)
 
     async def _write_member_id(self, member_file: Path, sender: object, *args: object, **kwargs: object) -> None:
         """For the supervisor, which removes this member from its group if the process dies."""
@@ -324,6 +332,11 @@ class StageApp(faust.App):
                 metrics.DROPPED.labels(self.stage, drop.reason).inc()
                 for announcement in drop.announcements:
                     await send(announcement, time.time(), 0.0)
+                return
+            except Failed as failure:
+                for announcement in failure.announcements:
+                    await send(announcement, time.time(), 0.0)
+                await self._dead_letter(event, failure.cause, attempts=attempt)
                 return
             except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
                 if attempt > len(RETRY_DELAYS_S):

@@ -340,7 +340,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         print_report(bench_engines(get_settings(), args.prompts))
         return
-    live = {"load": _bench_load, "soak": _bench_soak, "languages": _bench_languages, "idle": _bench_idle}
+    live = {"load": _bench_load, "soak": _bench_soak, "languages": _bench_languages, "idle": _bench_idle,
+            "captions": _bench_captions}  # fmt: skip
     if args.what in live:
         live[args.what](args)
         return
@@ -436,6 +437,29 @@ def _bench_languages(args: argparse.Namespace) -> None:
     with settled_system(settings) as system:
         meeting = asyncio.run(run_meeting(system.url, system.secret, speech, listeners))
     print_report(summarize(meeting, references, catalogue, listeners))
+
+
+def _bench_captions(args: argparse.Namespace) -> None:
+    """A continuous reading, word by word: how soon each word is on screen (see streams.bench_captions)."""
+    from agents.bench import continuous_reading, word_error_rate, word_timings
+    from agents.hypotheses import normalize_text
+    from agents.models import load_recognizer
+    from agents.tts import to_pcm16
+    from streams.bench_captions import read_aloud, summarize
+
+    settings = get_settings()
+    audio, said = continuous_reading(args.language, args.seconds)
+    recognizer = load_recognizer(settings)
+    words = word_timings(recognizer, audio, args.language)
+    offline_text = " ".join(w for _, _, w in words)
+    del recognizer  # the bench process's copy of the model: its memory is the workers' now
+    offline_wer = word_error_rate([" ".join(said)], [offline_text])
+    print(f"reading: {len(audio) / 16_000:.1f} s, {len(words)} words timed offline, offline WER {offline_wer:.3f}")
+    with settled_system(settings) as system:
+        for rooms in [int(n) for n in (args.rooms or "1,6").split(",")]:
+            streams = asyncio.run(read_aloud(system.url, system.secret, rooms, to_pcm16(audio), args.language))
+            report = summarize(streams, words, said, offline_wer, offline_text, normalize_text, word_error_rate)
+            print(json.dumps(report), flush=True)
 
 
 def _bench_idle(args: argparse.Namespace) -> None:
@@ -614,12 +638,16 @@ def main(argv: list[str] | None = None) -> None:
     model.set_defaults(func=cmd_models)
     sub.add_parser("config", help="print every setting as a Markdown table").set_defaults(func=cmd_config)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=["pipeline", "engines", "load", "soak", "languages", "idle"])
+    bench.add_argument("what", choices=["pipeline", "engines", "load", "soak", "languages", "idle", "captions"])
     bench.add_argument(
-        "--rooms", help="load: numbers of rooms speaking at once (1,2,4,6,8,12); soak: rooms at once (4)"
+        "--rooms",
+        help="load: numbers of rooms speaking at once (1,2,4,6,8,12); soak: rooms at once (4); captions: (1,6)",
     )
+    bench.add_argument("--seconds", type=float, default=44.0, help="captions: how long the reading is")
     bench.add_argument("--minutes", type=float, default=30.0, help="soak, idle: how long (idle: 1)")
-    bench.add_argument("--language", default="en", choices=["en", "es"], help="load, soak: the speakers' language")
+    bench.add_argument(
+        "--language", default="en", choices=["en", "es"], help="load, soak, captions: the speakers' language"
+    )
     bench.add_argument(
         "--listen", help="load, soak: the listeners' language (es for English speakers, else en; fr: a pivoted pair)"
     )

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         "their InitProducerId, so with DRAGOMAN_BROKER=tansu the default is false. The at-least-once dedupe by "
         "sequence number stays either way.",
     )
+    exactly_once: bool = Field(
+        False,
+        description="Faust's exactly-once processing (`processing_guarantee`: a transaction per partition). Off: "
+        "see the README's Apache Kafka section for what happened when it was tried.",
+    )
     partitions: int = Field(
         4, ge=1, description="Partitions of every meeting topic (all keyed by room_id, so co-partitioned)."
     )

@@ -27,12 +27,29 @@ class Dropped(Exception):
         self.announcements = announcements
 
 
+class Failed(Exception):
+    """Raised by a transform when work it took on cannot be done (a model that kept failing after
+    its retries): ``announcements`` are sent, the input is dead-lettered with ``cause``, and it is
+    never retried, because the transform has already moved past it (its state is consistent and a
+    second attempt would be a duplicate)."""
+
+    def __init__(self, cause: BaseException, *announcements: UtteranceDropped) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
+        self.announcements = announcements
+
+
 class StageTransform(Protocol[InT, OutT]):
     """A stage's logic: records in, records out, no I/O.
 
     ``process`` is a generator so each output leaves as soon as it is made
     (a partial caption, one synthesized sentence). It runs in a worker
     thread, one step at a time, and may block on a model.
+
+    A failure is declared where it happens: :class:`Dropped` (on purpose, announced),
+    :class:`Failed` (given up after the transform's own retries, announced and dead-lettered);
+    anything else it raises is retried by the stage loop and then dead-lettered, so a transform
+    raises that only before it has changed its state.
 
     A transform that keeps state across messages (STT's open utterances)
     names the stream a message belongs to; while ``is_open(key)``, that

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,10 +66,12 @@ class _Child:
 
 class Supervisor:
     def __init__(self, env: dict[str, str]) -> None:
-        self._env = {**os.environ, **env}
         self._children: dict[str, _Child] = {}
         self._restarts: dict[str, list[float]] = {}
         self._run_dir = Path(tempfile.mkdtemp(prefix="dragoman-supervisor-"))
+        # Its children make their temporary files in its run directory, which it removes when it stops:
+        # a child killed with SIGKILL leaves nothing behind in the system's.
+        self._env = {**os.environ, **env, "TMPDIR": str(self._run_dir)}
 
     def spawn(self, name: str, args: Sequence[str], group: str | None = None) -> None:
         """Start ``dragoman <args>`` as child ``name``; ``group``: the consumer group it joins as a
@@ -182,3 +185,4 @@ class Supervisor:
                 process.kill()
                 process.wait()
         self._children.clear()
+        shutil.rmtree(self._run_dir, ignore_errors=True)

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -66,15 +67,19 @@ def running_up(log_name: str, settings: dict[str, str]) -> Iterator[Meeting]:
     log_path = ARTIFACTS / log_name
     secret = "test-secret-" + os.urandom(16).hex()
     port, first_worker_port = free_port(), free_ports(10)  # four workers, up's own /metrics, and second replicas
+    scratch = contextlib.ExitStack()
+    # Everything the system writes to temporary files goes here, and goes when it stops, killed or not.
+    temporary = scratch.enter_context(tempfile.TemporaryDirectory(prefix="dragoman-test-", ignore_cleanup_errors=True))
     env = {
         **{name: value for name, value in os.environ.items() if name != "DRAGOMAN_KAFKA_BOOTSTRAP"},
+        "TMPDIR": temporary,
         "DRAGOMAN_PORT": str(port),
         "DRAGOMAN_WORKER_WEB_PORT": str(first_worker_port),
         "DRAGOMAN_JWT_SECRET": secret,
         "PYTHONUNBUFFERED": "1",
         **settings,
     }
-    with log_path.open("w") as log:
+    with scratch, log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
         )

@@ -14,17 +14,24 @@ SENTENCE = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog
 
 class GrowingRecognizer:
     """Hears one word per 0.4 s of audio, and gets the newest word wrong (as a real decoder
-    does with a word cut mid-way), so LocalAgreement has something to disagree on."""
+    does with a word cut mid-way), so LocalAgreement has something to disagree on. Its first
+    ``fail_times`` calls raise (``RuntimeError``; ``math.inf``: every call), as a model whose
+    device went away does."""
 
     name = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, fail_times: float = 0) -> None:
         self.calls: list[tuple[int, str]] = []
+        self.failures = 0
+        self._fail_times = fail_times
 
     def supports(self, language: str) -> bool:
         return True
 
     def transcribe(self, audio: Float32Audio, language: str) -> Recognition:
+        if self.failures < self._fail_times:
+            self.failures += 1
+            raise RuntimeError("recognizer failed on demand")
         self.calls.append((len(audio), language))
         words = list(itertools.islice(itertools.cycle(SENTENCE), max(1, int(len(audio) / 16_000 / 0.4))))
         return Recognition(" ".join([*words[:-1], words[-1][:2] + "-"]))

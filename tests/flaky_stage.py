@@ -1,4 +1,6 @@
-"""A stage whose failure has a cause that can be removed: it fails while a file exists.
+"""A stage whose failure has a cause that can be removed: it fails while a file exists. A cause
+that starts with ``give up`` is declared (:class:`~streams.stage.Failed`: announced, dead-lettered
+at once); any other is raised as it is (retried, then dead-lettered).
 
 Run as ``python -m tests.flaky_stage BOOTSTRAP CAUSE DONE WEB_PORT``: a real :class:`StageApp`
 (retries, dead letters, acks) over the test topic ``test.flaky``; each transcript it manages to
@@ -13,10 +15,10 @@ from pathlib import Path
 
 import faust
 
-from schemas import Transcript
+from schemas import Transcript, UtteranceDropped
 from streams.app import StageApp
 from streams.settings import get_settings
-from streams.stage import Stateless
+from streams.stage import Failed, Stateless
 from streams.topics import TopicSpec
 
 FLAKY = TopicSpec("test.flaky", Transcript)
@@ -28,7 +30,10 @@ class FailWhileCauseExists(Stateless):
 
     def process(self, transcript: Transcript, received_at: float) -> Iterator[Transcript]:
         if self._cause.exists():
-            raise RuntimeError(f"cannot process: {self._cause.read_text()}")
+            error = RuntimeError(f"cannot process: {self._cause.read_text()}")
+            if self._cause.read_text().startswith("give up"):
+                raise Failed(error, UtteranceDropped.of(transcript, "flaky", "error"))
+            raise error
         with self._done.open("a") as done:
             done.write(transcript.utterance_id + "\n")
         yield from ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from itertools import pairwise
 
@@ -12,11 +13,12 @@ from hypothesis import strategies as st
 
 from agents.engines.protocols import Recognition
 from agents.engines.silero import SileroVad
-from agents.stt import LocalAgreement, SpeechToText, SttConfig, clean_hypothesis
+from agents.hypotheses import LocalAgreement, clean_hypothesis, continuation, overlap
+from agents.stt import SpeechToText, SttConfig
 from schemas import AudioFrame, Transcript, UtteranceDropped
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings
-from streams.stage import Dropped
+from streams.stage import Dropped, Failed
 from tests.fakes import GrowingRecognizer
 from tests.speech import prompt_pcm, silence
 
@@ -160,6 +162,38 @@ def test_an_overlong_utterance_is_cut_and_goes_on(vad: SileroVad) -> None:
     assert finals[0].audio_end_s <= finals[1].audio_start_s + 0.05
 
 
+def test_a_recognizer_that_fails_once_is_asked_again_and_nothing_is_lost(vad: SileroVad) -> None:
+    speech = silence(0.3) + prompt_pcm("en", "agent-alreadyon") + silence(1.0)
+    config = SttConfig(partial_interval_s=0.5)
+    expected = run(SpeechToText(GrowingRecognizer(), vad, config), speech)
+    failing_once = GrowingRecognizer(fail_times=1)
+    assert run(SpeechToText(failing_once, vad, config), speech) == expected
+    assert failing_once.failures == 1 and any(t.is_final for t in expected)
+
+
+def test_a_recognizer_that_always_fails_gives_up_the_utterance_declared_and_goes_on(vad: SileroVad) -> None:
+    """Partials are skipped; the final closes its utterance and raises Failed with the announcement, so
+    the stage dead-letters its frame instead of retrying it (a retry would be a duplicate)."""
+    broken = GrowingRecognizer(fail_times=math.inf)
+    stt = SpeechToText(broken, vad, SttConfig(partial_interval_s=0.5))
+    out: list[Transcript | UtteranceDropped] = []
+    failures: list[Failed] = []
+    utterance = prompt_pcm("en", "agent-loginok") + silence(1.0)
+    for frame in frames(silence(0.3) + utterance + utterance):
+        try:
+            out.extend(stt.process(frame, frame.captured_at + 0.15))
+        except Failed as failure:
+            failures.append(failure)
+            assert not stt.is_open("s1"), "the failed utterance is still open"
+    assert out == [] and len(failures) == 2, "each utterance is given up on its own"
+    for given_up in failures:
+        [dropped] = given_up.announcements
+        assert (dropped.reason, dropped.stage, dropped.language) == ("error", "stt", "en")
+        assert isinstance(given_up.cause, RuntimeError)
+    assert failures[0].announcements[0].utterance_id != failures[1].announcements[0].utterance_id
+    assert broken.calls == [] and broken.failures >= 2 * 3, "the final was not asked three times"
+
+
 SURE = (0.03, -0.3)
 """(no-speech probability, mean log-probability) as Whisper scores a recorded "Thank you."."""
 SILENT = (0.97, -2.9)
@@ -190,6 +224,56 @@ def test_hallucinations_are_judged_by_evidence_and_the_phrase_list_only_breaks_t
     hypothesis: str, evidence: tuple[float, float], expected: str
 ) -> None:
     assert clean_hypothesis(Recognition(hypothesis, *evidence)) == expected
+
+
+@pytest.mark.parametrize(
+    ("hypothesis", "expected"),
+    [
+        # Whisper's greedy decoder looping after a short prompt (vm-calldiffnum, offline, tiny.en):
+        ("Press 2 to enter a different number. Press 2 to enter a different number. Press 2",
+         "Press 2 to enter a different number."),
+        ("Messages Messages Messages Messages Messages Messages", "Messages"),
+        ("No, no, no.", "No, no, no."),
+        ("Enter your number. Thank you. Enter your pin.", "Enter your number. Thank you. Enter your pin."),
+    ],
+)  # fmt: skip
+def test_a_clause_said_twice_in_a_row_is_the_decoder_looping(hypothesis: str, expected: str) -> None:
+    assert clean_hypothesis(Recognition(hypothesis, *SURE)) == expected
+
+
+@pytest.mark.parametrize(
+    ("committed", "hypothesis", "after"),
+    [
+        ("marque el número 1", "Marque el número uno, ahora.", "ahora."),  # a committed word rewritten
+        ("para guardar", "Para guardar presione 1.", "presione 1."),
+        ("the pound", "the pound key. Thank you.", "key. Thank you."),
+        ("a b c d", "a b x d e f", "e f"),
+        ("a b c d e", "a b c f g", ""),  # the hypothesis changed the last committed words: they stay
+    ],
+)
+def test_a_hypothesis_continues_where_it_aligns_with_the_committed_words(
+    committed: str, hypothesis: str, after: str
+) -> None:
+    assert continuation(committed.split(), hypothesis.split()) == after.split()
+    final = LocalAgreement()
+    final.committed = committed.split()
+    assert final.final(hypothesis) == " ".join([*committed.split(), *after.split()])
+
+
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+def test_an_utterance_cut_from_a_longer_one_does_not_say_its_end_again() -> None:
+    before = words("Please enter your password followed by the pound key. Thank you for calling super awesome company.")
+    assert overlap(before, words("company, while those premier providers")) == 1
+    assert overlap(before, words("awesome company. Waldo's premier")) == 2
+    assert overlap(before, words("Waldo's premier provider of perfect products.")) == 0
+    assert overlap(before, words("If you know, please enter your password followed by")) == 0  # said again, later
+    cut = LocalAgreement(preceding=before)
+    cut.update("super awesome company. Waldo's premier provider")
+    cut.update("awesome company. Waldo's premier provider of")
+    assert cut.text == "Waldo's premier provider"
 
 
 @given(st.lists(st.lists(st.sampled_from(["a", "b", "c", "d", "A,", "b."]), max_size=8), min_size=1, max_size=12))

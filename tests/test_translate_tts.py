@@ -11,6 +11,7 @@ import pytest
 
 from agents.engines.apertium import ApertiumTranslator
 from agents.engines.nllb import NllbTranslator
+from agents.engines.sentences import split_sentences
 from agents.translate import Translate, TranslateConfig
 from agents.tts import CHUNK_SAMPLES, Synthesize
 from schemas import Transcript, Translation
@@ -53,6 +54,19 @@ def test_partials_are_rate_limited_finals_never() -> None:
     with pytest.raises(Dropped, match="rate_limited"):
         list(translate.process(transcript(is_final=False), 100.1))
     assert len(list(translate.process(transcript(is_final=True), 100.1))) == 1
+
+
+def test_only_confirmed_words_are_translated_and_never_twice() -> None:
+    """A partial that changed only its tentative tail would translate to the same preview."""
+    now = [0.0]
+    translator = EchoTranslator()
+    translate = Translate(translator, lambda room: {"en"}, TranslateConfig(partial_interval_s=1.0), lambda: now[0])
+    [translated] = translate.process(transcript("Hola", is_final=False).model_copy(update={"tentative": "a to"}), 100.1)
+    assert translated.text == "[en] Hola" and translated.tentative == ""
+    now[0] = 2.0
+    with pytest.raises(Dropped, match="unchanged"):
+        list(translate.process(transcript("Hola", is_final=False).model_copy(update={"tentative": "a todos"}), 100.1))
+    assert len(translator.calls) == 1
 
 
 def test_stale_transcripts_are_dropped() -> None:
@@ -113,11 +127,13 @@ def test_apertium_keeps_a_bounded_number_of_pipelines_and_closes_them_whole() ->
     started = list(translator._pipelines.values())
     assert len(started) == 2, "the pipeline used longest ago was closed"
     groups = [os.getpgid(p._process.pid) for p in started]
+    programs = [p for p in psutil.process_iter() if _group(p) in groups]
+    assert len(programs) > len(started), "a pipeline is several programs"
     translator.close()
     assert translator._pipelines == {}
-    alive = [
-        p for p in psutil.process_iter(["status"]) if p.info["status"] != psutil.STATUS_ZOMBIE and _group(p) in groups
-    ]
+    # SIGKILLed, a program is gone a moment later: the kernel ends it, init reaps what was its shell's.
+    _, alive = psutil.wait_procs(programs, timeout=5)
+    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], "every program of each pipeline ended with it (dead ones wait for init to reap them)"
 
 
@@ -126,3 +142,18 @@ def _group(process: psutil.Process) -> int | None:
         return os.getpgid(process.pid)
     except ProcessLookupError:
         return None
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "sentences"),
+    [
+        ("Dr. Smith is here. Is it 3.5 km away? Yes!", "en", ["Dr. Smith is here.", "Is it 3.5 km away?", "Yes!"]),
+        ("Hola a todos. ¿Empezamos?", "es", ["Hola a todos.", "¿Empezamos?"]),
+        ("Bon dia, Sra. Puig. Comencem?", "ca", ["Bon dia, Sra. Puig.", "Comencem?"]),
+        ("Saluton. Ĉu ni komencu?", "eo", ["Saluton.", "Ĉu ni komencu?"]),
+    ],
+)
+def test_sentences_end_where_a_sentence_ends_not_at_every_full_stop(
+    text: str, language: str, sentences: list[str]
+) -> None:
+    assert split_sentences(text, language) == sentences

@@ -14,7 +14,8 @@ import time
 
 from web.background import Background
 from web.ingest import Ingest
-from web.routing import Router, error_message
+from web.protocol import error
+from web.routing import Router
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,6 @@ class OutageNotice(Background):
                 log.error("the broker is unreachable: telling every client")
                 for room_id in self._router.local_room_ids:
                     for connection in self._router.connections(room_id):
-                        connection.outbox.put(error_message("unavailable", UNAVAILABLE))
+                        connection.outbox.put(error("unavailable", UNAVAILABLE))
             told = not available
             await asyncio.sleep(CHECK_EVERY_S)

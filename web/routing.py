@@ -8,7 +8,6 @@ bounded send queue. The gateway wires them to Kafka and aiohttp.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,22 @@ from typing import Literal
 from schemas import Record, RoomEvent, Signal, SynthesizedAudio, Transcript, Translation, UtteranceDropped
 from streams import metrics
 from streams.rooms import RoomState, apply_event, present
+from web.protocol import (
+    AudioEnd,
+    AudioStart,
+    Caption,
+    CaptionDropped,
+    LanguageUnreachable,
+    Participant,
+    Participants,
+    RelayedSignal,
+    RestoreOriginal,
+    SuppressOriginal,
+    Unreachable,
+    UtteranceDroppedMessage,
+    error,
+    render,
+)
 
 Outgoing = str | bytes
 """A text (JSON) or binary WebSocket message."""
@@ -46,9 +61,7 @@ class Outbox:
         metrics.DROPPED.labels("gateway", "slow_client").inc()
         if not self._overflowed:
             self._overflowed = True
-            self._items.append(
-                error_message("overloaded", "you are receiving slower than the meeting: audio was dropped")
-            )
+            self._items.append(error("overloaded", "you are receiving slower than the meeting: audio was dropped"))
 
     async def get(self) -> Outgoing:
         while not self._items:
@@ -58,10 +71,6 @@ class Outbox:
         if not self._items:
             self._overflowed = False
         return item
-
-
-def error_message(code: str, message: str) -> str:
-    return json.dumps({"type": "error", "code": code, "message": message})
 
 
 BACKLOG_CAPTIONS = 50
@@ -88,27 +97,19 @@ class Connection:
 
 def caption_message(record: Transcript, backlog: bool = False) -> str:
     source = record.source_language if isinstance(record, Translation) else record.language
-    return json.dumps(
-        {
-            "event": "caption",
-            "speaker_id": record.speaker_id,
-            "utterance_id": record.utterance_id,
-            "language": record.language,
-            "source_language": source,
-            "text": record.text,
-            "is_final": record.is_final,
-            "timestamp_ms": int(record.speech_ended_at * 1000),
-            "backlog": backlog,
-        },
-        ensure_ascii=False,
-    )
+    return render(Caption(speaker_id=record.speaker_id, utterance_id=record.utterance_id, language=record.language,
+                          source_language=source, text=record.text, tentative=record.tentative,
+                          is_final=record.is_final, timestamp_ms=int(record.speech_ended_at * 1000),
+                          backlog=backlog))  # fmt: skip
 
 
 def participants_message(state: RoomState) -> str:
     """Speakers of the room (captions-only viewers are not participants), one entry per user."""
     people = {p["user_id"]: p for p in state.values() if p["speak"]}
-    listing = [{k: p[k] for k in ("user_id", "name", "speak", "listen")} for _, p in sorted(people.items())]
-    return json.dumps({"type": "participants", "participants": listing})
+    listing = [
+        Participant(**{k: p[k] for k in ("user_id", "name", "speak", "listen")}) for _, p in sorted(people.items())
+    ]
+    return render(Participants(participants=listing))
 
 
 @dataclass
@@ -260,7 +261,7 @@ class Router:
         if isinstance(record, Signal):
             if connection.kind != "signaling" or connection.user_id != record.to_user:
                 return []
-            return [json.dumps({"type": record.kind.value, "from": record.from_user, "payload": record.payload})]
+            return [render(RelayedSignal(type=record.kind.value, from_user=record.from_user, payload=record.payload))]
         if isinstance(record, SynthesizedAudio):
             if connection.user_id == record.speaker_id:  # never one's own speech back
                 return []
@@ -280,10 +281,10 @@ def dropped_messages(connection: Connection, drop: UtteranceDropped) -> list[Out
     ids = {"speaker_id": drop.speaker_id, "utterance_id": drop.utterance_id, "language": drop.language}
     if connection.kind == "audio":
         if concerns_everyone or connection.user_id == drop.speaker_id or connection.language == drop.language:
-            return [json.dumps({"type": "utterance_dropped", **ids, "reason": drop.reason})]
+            return [render(UtteranceDroppedMessage(**ids, reason=drop.reason))]
     elif connection.kind == "captions" and (concerns_everyone or connection.language in (None, drop.language)):
         at = int(drop.speech_ended_at * 1000)
-        return [json.dumps({"event": "dropped", **ids, "reason": drop.reason, "timestamp_ms": at})]
+        return [render(CaptionDropped(**ids, reason=drop.reason, timestamp_ms=at))]
     return []
 
 
@@ -292,21 +293,20 @@ def unreachable_message(connection: Connection, speaker_id: str, source_language
     captions sockets an ``unreachable`` event (proposed for PROTOCOL.md)."""
     ids = {"speaker_id": speaker_id, "source_language": source_language, "language": connection.language}
     if connection.kind == "captions":
-        return json.dumps({"event": "unreachable", **ids})
+        return render(Unreachable(**ids))
     said = f"nothing here translates {source_language!r} into {connection.language!r}: this speaker is not heard"
-    return json.dumps({"type": "language_unreachable", **ids, "message": said})
+    return render(LanguageUnreachable(**ids, message=said))
 
 
 def audio_messages(chunk: SynthesizedAudio) -> list[Outgoing]:
     ids = {"speaker_id": chunk.speaker_id, "utterance_id": chunk.utterance_id}
     messages: list[Outgoing] = []
     if chunk.chunk_index == 0:
-        start = {"type": "audio_start", **ids, "language": chunk.language, "sample_rate": chunk.sample_rate}
-        messages.append(json.dumps(start))
+        messages.append(render(AudioStart(**ids, language=chunk.language, sample_rate=chunk.sample_rate)))
     if chunk.pcm:
         messages.append(chunk.pcm)
     if chunk.is_last:
-        messages.append(json.dumps({"type": "audio_end", **ids}))
+        messages.append(render(AudioEnd(**ids)))
     return messages
 
 
@@ -314,8 +314,8 @@ def suppression_messages(chunk: SynthesizedAudio) -> list[Outgoing]:
     """While a listener hears a speaker translated, the speaker's original WebRTC track is muted for them."""
     messages: list[Outgoing] = []
     if chunk.chunk_index == 0:
-        ids = {"speaker_id": chunk.speaker_id, "utterance_id": chunk.utterance_id, "language": chunk.language}
-        messages.append(json.dumps({"type": "suppress_original", **ids}))
+        messages.append(render(SuppressOriginal(speaker_id=chunk.speaker_id, utterance_id=chunk.utterance_id,
+                                                language=chunk.language)))  # fmt: skip
     if chunk.is_last:
-        messages.append(json.dumps({"type": "restore_original", "speaker_id": chunk.speaker_id}))
+        messages.append(render(RestoreOriginal(speaker_id=chunk.speaker_id)))
     return messages

@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiolimiter import AsyncLimiter
+from pydantic import ValidationError
 
 from schemas import SAMPLE_RATE, RoomEventKind, Signal, SignalKind
 from streams import metrics
@@ -28,7 +27,20 @@ from streams.languages import LanguageCatalogue
 from web import auth
 from web.gateway import GATEWAY, Gateway
 from web.ingest import BYTES_PER_SECOND, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, BadFrame, FrameGrouper, check_frame
-from web.routing import Connection, Outbox, error_message
+from web.protocol import (
+    COMMANDS,
+    AudioCommand,
+    Command,
+    Flush,
+    Languages,
+    Ping,
+    Pong,
+    Session,
+    SignalCommand,
+    error,
+    render,
+)
+from web.routing import Connection, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +89,7 @@ async def _refuse_language(ws: web.WebSocketResponse, catalogue: LanguageCatalog
     """Refuse a join in a language nothing here serves: an ``unsupported_language`` error, then 1008."""
     problem = unsupported(catalogue, speak, listen)
     if problem:
-        await ws.send_str(error_message("unsupported_language", problem))
+        await ws.send_str(error("unsupported_language", problem))
         await ws.close(code=CLOSE_POLICY, message=b"unsupported_language")
     return problem is not None
 
@@ -92,17 +104,24 @@ async def _pump(ws: web.WebSocketResponse, outbox: Outbox) -> None:
             await ws.send_str(item)
 
 
-CommandHandler = Callable[[dict[str, Any]], Awaitable[bool]]
-"""Handles one client JSON command; False when its ``type`` is not one this endpoint knows."""
+CommandHandler = Callable[[Command], Awaitable[bool]]
+"""Handles one client command; False when it is not one this endpoint takes."""
+NOT_A_COMMAND = "text frames must be JSON objects with a 'type'"
 
 
-def parse_command(data: str) -> dict[str, Any] | None:
-    """A client text frame as a command object, or None when it is not a JSON object with a string type."""
+def parse_command(data: str) -> Command | str:
+    """A client text frame as a command (PROTOCOL.md), or why it is not one (for a ``bad_request``)."""
     try:
-        command = json.loads(data)
-    except ValueError:
-        return None
-    return command if isinstance(command, dict) and isinstance(command.get("type"), str) else None
+        return COMMANDS.validate_json(data)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False)
+        first, where = problems[0]["type"], problems[0]["loc"]
+        if first in ("json_invalid", "union_tag_not_found") or not where:  # not even an object with a type
+            return NOT_A_COMMAND
+        if first == "union_tag_invalid":
+            return f"unknown message type {problems[0]['input'].get('type')!r}"
+        fields = "; ".join(f"{'.'.join(str(part) for part in p['loc'][1:])}: {p['msg']}" for p in problems)
+        return f"bad {where[0]!r} message: {fields}"
 
 
 class Throttle:
@@ -121,7 +140,7 @@ class Throttle:
         metrics.DROPPED.labels("gateway", "rate_limited").inc()
         if not self._told:
             self._told = True
-            await ws.send_str(error_message("rate_limited", f"{self._what}: refused until you slow down"))
+            await ws.send_str(error("rate_limited", f"{self._what}: refused until you slow down"))
         return False
 
 
@@ -155,19 +174,19 @@ async def _serve(
                     await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG, message=reason.encode())
                     break
                 if on_binary is None:
-                    await ws.send_str(error_message("bad_request", f"/ws/{endpoint} takes no binary frames"))
+                    await ws.send_str(error("bad_request", f"/ws/{endpoint} takes no binary frames"))
                 else:
                     await on_binary(message.data)
             elif message.type == WSMsgType.TEXT:
                 command = parse_command(message.data)
-                if (command is None or command["type"] != "audio") and not await commands.allows(ws):
+                if not isinstance(command, AudioCommand) and not await commands.allows(ws):
                     continue
-                if command is None:
-                    await ws.send_str(error_message("bad_request", "text frames must be JSON objects with a 'type'"))
-                elif command["type"] == "ping":
-                    await ws.send_json({"type": "pong"})
+                if isinstance(command, str):
+                    await ws.send_str(error("bad_request", command))
+                elif isinstance(command, Ping):
+                    await ws.send_str(render(Pong()))
                 elif not await on_command(command):
-                    await ws.send_str(error_message("bad_request", f"unknown message type {command['type']!r}"))
+                    await ws.send_str(error("bad_request", f"/ws/{endpoint} takes no {command.type!r} messages"))
     finally:
         pump.cancel()
         gateway.router.remove(connection)
@@ -185,17 +204,8 @@ async def audio_socket(request: web.Request, ws: web.WebSocketResponse, claims: 
     session_id = uuid.uuid4().hex
     connection = gateway.connection("audio", room_id, claims.user_id, listen, session_id)
     grouper = FrameGrouper(room_id, session_id, claims.user_id, gateway.settings.frame_group_ms)
-    await ws.send_json(
-        {
-            "type": "session",
-            "session_id": session_id,
-            "room_id": room_id,
-            "user_id": claims.user_id,
-            "speak": speak,
-            "listen": listen,
-            "sample_rate": SAMPLE_RATE,
-        }
-    )
+    await ws.send_str(render(Session(session_id=session_id, room_id=room_id, user_id=claims.user_id, speak=speak,
+                                     listen=listen, sample_rate=SAMPLE_RATE)))  # fmt: skip
     await gateway.publish(gateway.room_event(RoomEventKind.JOINED, connection, claims.name, speak))
     burst_s = gateway.settings.audio_burst_s
     audio_rate = Throttle(BYTES_PER_SECOND, burst_s, f"audio more than {burst_s:g} s ahead of real time")
@@ -206,7 +216,7 @@ async def audio_socket(request: web.Request, ws: web.WebSocketResponse, claims: 
         try:  # a malformed frame is an error whatever the load: it is not audio, and admits no one
             check_frame(pcm)
         except BadFrame as exc:
-            await ws.send_str(error_message("bad_frame", str(exc)))
+            await ws.send_str(error("bad_frame", str(exc)))
             return
         if not await audio_rate.allows(ws, len(pcm)):
             return
@@ -217,32 +227,31 @@ async def audio_socket(request: web.Request, ws: web.WebSocketResponse, claims: 
                 if not refused:
                     refused = True
                     metrics.ADMISSIONS.labels("refused").inc()
-                    await ws.send_str(error_message("overloaded", SPEAKER_REFUSED))
+                    await ws.send_str(error("overloaded", SPEAKER_REFUSED))
                 return
             metrics.ADMISSIONS.labels("admitted").inc()
         frames = grouper.push(pcm, speak)
         if frames and gateway.ingest.overloaded():
             metrics.DROPPED.labels("gateway", "overloaded").inc(len(frames))
-            await ws.send_str(error_message("overloaded", "the server is shedding load: audio was dropped"))
+            await ws.send_str(error("overloaded", "the server is shedding load: audio was dropped"))
             return
         await gateway.publish(*frames)
 
-    async def on_command(command: dict[str, Any]) -> bool:
+    async def on_command(command: Command) -> bool:
         nonlocal speak, listen
-        kind = command["type"]
-        if kind == "flush":
+        if isinstance(command, Flush):
             await gateway.publish(*grouper.flush(speak, end_of_utterance=True))
-        elif kind == "audio":
+        elif isinstance(command, AudioCommand):
             try:
-                pcm = base64.b64decode(str(command.get("pcm_b64", "")), validate=True)
+                pcm = base64.b64decode(command.pcm_b64, validate=True)
             except (binascii.Error, ValueError):
-                await ws.send_str(error_message("bad_frame", "pcm_b64 is not valid base64"))
+                await ws.send_str(error("bad_frame", "pcm_b64 is not valid base64"))
                 return True
             await send_audio(pcm)
-        elif kind == "languages":
-            new_speak, new_listen = command.get("speak", speak), command.get("listen", listen)
+        elif isinstance(command, Languages):
+            new_speak, new_listen = command.speak or speak, command.listen or listen
             if problem := unsupported(gateway.catalogue, new_speak, new_listen):
-                await ws.send_str(error_message("unsupported_language", problem))
+                await ws.send_str(error("unsupported_language", problem))
                 return True
             await gateway.publish(*grouper.flush(speak, end_of_utterance=False))
             speak, listen = new_speak, new_listen
@@ -271,7 +280,7 @@ async def captions_socket(
     if language:
         await gateway.publish(gateway.room_event(RoomEventKind.JOINED, connection, claims.name, None))
 
-    async def no_commands(command: dict[str, Any]) -> bool:
+    async def no_commands(command: Command) -> bool:
         return False
 
     try:
@@ -288,15 +297,12 @@ async def signaling_socket(
     room_id = request.match_info["room"]
     connection = gateway.connection("signaling", room_id, claims.user_id, None)
 
-    async def relay(command: dict[str, Any]) -> bool:
-        if command["type"] not in {kind.value for kind in SignalKind}:
+    async def relay(command: Command) -> bool:
+        if not isinstance(command, SignalCommand):
             return False
-        to, payload = command.get("to"), command.get("payload", {})
-        if not isinstance(to, str) or not isinstance(payload, dict):
-            await ws.send_str(error_message("bad_request", "signaling needs 'to' (a user id) and an object 'payload'"))
-            return True
-        kind = SignalKind(command["type"])
-        await gateway.publish(Signal(room_id=room_id, kind=kind, from_user=claims.user_id, to_user=to, payload=payload))
+        signal = Signal(room_id=room_id, kind=SignalKind(command.type), from_user=claims.user_id, to_user=command.to,
+                        payload=command.payload)  # fmt: skip
+        await gateway.publish(signal)
         return True
 
     await _serve(ws, connection, gateway, "signaling", relay)

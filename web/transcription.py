@@ -13,13 +13,14 @@ import hashlib
 import io
 import json
 import math
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 import soundfile
 import soxr
 from aiohttp import web
+from aiohttp_sse import sse_response
 
 from schemas import SAMPLE_RATE, TranscriptionRequest, TranscriptionStatus
 from web import auth
@@ -90,56 +91,61 @@ async def post_transcription(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
     transcription_id = hashlib.sha256(body).hexdigest()
     settings = gateway.settings
-    events = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await events.prepare(request)
+    # aiohttp-sse frames the events and sends a ``: ping`` comment every keepalive interval.
+    async with sse_response(request, sep="\n", ping_interval=settings.sse_keepalive_s) as events:
 
-    async def send(event: str, data: dict[str, Any]) -> None:
-        await events.write(f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode())
+        async def send(event: str, data: dict[str, Any]) -> None:
+            await events.send(json.dumps(data, ensure_ascii=False), event=event)
 
-    store = gateway.transcriptions
+        await _relay(gateway, transcription_id, language, body, send)
+    return events
+
+
+async def _relay(
+    gateway: Gateway, transcription_id: str, language: str | None, body: bytes,
+    send: Callable[[str, dict[str, Any]], Awaitable[None]],
+) -> None:  # fmt: skip
+    """Send the file's transcription as it goes: from the store, or from the transcribe stage."""
+    settings, store = gateway.settings, gateway.transcriptions
     if transcription_id in store.done:
         await send("done", result(store.done[transcription_id]))
-        return events
+        return
     if store.running >= settings.max_transcriptions:
         await send("error", {"code": "busy", "detail": f"{store.running} transcriptions are running: try again later"})
-        return events
+        return
     with store.waiting(transcription_id) as updates:
         try:
             pcm = await asyncio.get_running_loop().run_in_executor(None, decode_audio, body)
         except BadAudio as exc:
             await send("error", {"code": "bad_audio", "detail": str(exc)})
-            return events
+            return
         try:
             try:
                 await gateway.ingest.produce(*pieces(transcription_id, language, pcm))
             except BrokerUnavailable as exc:
                 await send("error", {"code": "unavailable", "detail": f"the message broker is unreachable: {exc}"})
-                return events
-            deadline = time.monotonic() + settings.transcription_timeout_s
-            while time.monotonic() < deadline:
-                try:
-                    update = await asyncio.wait_for(updates.get(), timeout=settings.sse_keepalive_s)
-                except TimeoutError:
-                    await events.write(b": keepalive\n\n")
-                    continue
-                if update.status is TranscriptionStatus.PROGRESS:
-                    snapshot = {"segments": [s.model_dump() for s in update.segments]}
-                    await send(
-                        "transcription",
-                        {**snapshot, "current_time": update.current_time, "total_time": update.total_time},
-                    )
-                elif update.status is TranscriptionStatus.DONE:
-                    await send("done", result(update))
-                    return events
-                else:
-                    await send("error", {"code": update.error_code or "upstream_error", "detail": update.detail})
-                    return events
-            await send("error", {"code": "upstream_error", "detail": "no result in time"})
+                return
+            try:
+                async with asyncio.timeout(settings.transcription_timeout_s):
+                    while True:
+                        update = await updates.get()
+                        if update.status is TranscriptionStatus.PROGRESS:
+                            segments = [s.model_dump() for s in update.segments]
+                            await send("transcription", {"segments": segments, "current_time": update.current_time,
+                                                         "total_time": update.total_time})  # fmt: skip
+                        elif update.status is TranscriptionStatus.DONE:
+                            await send("done", result(update))
+                            return
+                        else:
+                            await send("error", {"code": update.error_code or "upstream_error",
+                                                 "detail": update.detail})  # fmt: skip
+                            return
+            except TimeoutError:
+                await send("error", {"code": "upstream_error", "detail": "no result in time"})
         except ConnectionResetError:  # the client left: nobody to tell
             raise
         except Exception as exc:  # noqa: BLE001 - the client gets a clear error, not a dropped stream
             await send("error", {"code": "internal_error", "detail": repr(exc)})
-    return events
 
 
 async def get_transcription(request: web.Request) -> web.Response:

@@ -32,7 +32,7 @@ class CoquiSynthesizer:
     def synthesize(self, text: str, language: str) -> Iterator[Float32Audio]:
         voice = self._voices[language]
         rate = voice.synthesizer.output_sample_rate
-        for sentence in split_sentences(text):
+        for sentence in split_sentences(text, language):
             with self._lock:
                 audio = np.asarray(voice.tts(sentence, split_sentences=False), dtype=np.float32)
             yield soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)

@@ -39,7 +39,7 @@ class EspeakSynthesizer:
         return language in self._languages
 
     def synthesize(self, text: str, language: str) -> Iterator[Float32Audio]:
-        for sentence in split_sentences(text):
+        for sentence in split_sentences(text, language):
             wav = subprocess.run(
                 [self._executable, "-v", language, "--stdout", sentence], capture_output=True, check=True
             ).stdout

@@ -83,7 +83,7 @@ function showCaption(c) {
   let item = captions.get(key);
   if (!item) {
     item = document.createElement("li");
-    item.innerHTML = '<span class="who"></span><span class="lang"></span><span class="text"></span>';
+    item.innerHTML = '<span class="who"></span><span class="lang"></span><span class="text"></span> <span class="tentative"></span>';
     $("#captions ol").append(item);
     captions.set(key, item);
   }
@@ -91,6 +91,8 @@ function showCaption(c) {
   item.querySelector(".who").textContent = c.speaker_id;
   item.querySelector(".lang").textContent = c.language === c.source_language ? c.language : `${c.source_language}→${c.language}`;
   item.querySelector(".text").textContent = c.text;
+  // Words not confirmed yet (PROTOCOL.md proposal): shown at once, in grey, and replaced by the next caption.
+  item.querySelector(".tentative").textContent = c.is_final ? "" : c.tentative || "";
 }
 
 function showParticipants(list) {
