@@ -84,10 +84,11 @@ def continuous_reading(lang: str, seconds: float, breath_s: float = 0.25) -> tup
     for name in spoken_prompts(lang, 200):
         audio = prompt_audio(lang, name)
         loud = np.flatnonzero(np.abs(audio) > 0.02 * np.abs(audio).max())
-        pieces += [audio[loud[0] : loud[-1] + 1], breath]
+        spoken = audio[loud[0] : loud[-1] + 1]
+        if sum(len(p) for p in pieces) + len(spoken) > seconds * SAMPLE_RATE:
+            continue  # too long for what is left: a shorter prompt may fit
+        pieces += [spoken, breath]
         said.append(prompt_transcripts(lang)[name])
-        if sum(len(p) for p in pieces) >= seconds * SAMPLE_RATE:
-            break
     return np.concatenate(pieces), said
 
 
