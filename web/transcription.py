@@ -92,7 +92,10 @@ async def post_transcription(request: web.Request) -> web.StreamResponse:
     transcription_id = hashlib.sha256(body).hexdigest()
     settings = gateway.settings
     # aiohttp-sse frames the events and sends a ``: ping`` comment every keepalive interval.
-    async with sse_response(request, sep="\n", ping_interval=settings.sse_keepalive_s) as events:
+    # allow_all_methods: the upload is a POST (aiohttp-sse answers only GET by default, as EventSource sends).
+    async with sse_response(
+        request, sep="\n", ping_interval=settings.sse_keepalive_s, allow_all_methods=True
+    ) as events:
 
         async def send(event: str, data: dict[str, Any]) -> None:
             await events.send(json.dumps(data, ensure_ascii=False), event=event)
