@@ -2,7 +2,7 @@
 
 The transform (:class:`SpeechToText`) is plain Python over numpy and an engine:
 feed it one :class:`~schemas.AudioFrame`, get back the transcripts it closes or
-grows. :func:`register` is the thin Faust wiring around it.
+grows. Its thin Faust wiring is in :mod:`streams.cli.workers`.
 
 How one speaker's audio becomes captions:
 
@@ -34,36 +34,26 @@ How one speaker's audio becomes captions:
   utterance is closed and announced as dropped (reason ``error``), and its
   frame is dead-lettered (:class:`~streams.stage.Failed`). State changes only
   after recognition succeeds, so nothing is half-done when it fails.
-- Hallucinations are judged by evidence (:func:`agents.hypotheses.clean_hypothesis`): the
-  recognizer's own probability that it heard no speech and its confidence in
-  what it wrote, Whisper's rule, and the VAD's voiced time and speech
-  probability. Whisper's known phrases over silence ("thank you", "bye",
-  "you") only break a tie when the recognizer's evidence is doubtful and the
-  VAD's is not solid, so a speaker's real "Thank you." is kept. Repetition
-  loops (a phrase said over and over, a clause said twice in a row, text that
-  compresses as well as Whisper's own guard rejects) are cut.
+- Hallucinations and repetition loops are judged and cut in
+  :mod:`agents.hypotheses`, by the recognizer's evidence and the VAD's; a cut
+  utterance does not say the end of the one it was cut from again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 import stamina
 
-from agents.engines.protocols import Float32Audio, SpeechRecognizer, VadStream, VoiceActivityDetector
-from agents.hypotheses import LocalAgreement, VoiceEvidence, clean_hypothesis
-from schemas import SAMPLE_RATE, AudioFrame, StageTiming, Transcript, UtteranceDropped
+from agents.engines.protocols import Float32Audio, SpeechRecognizer, VoiceActivityDetector
+from agents.hypotheses import LocalAgreement, clean_hypothesis
+from agents.utterances import SpeakerStream, Utterance
+from schemas import SAMPLE_RATE, AudioFrame, Transcript, UtteranceDropped
 from streams.settings import Settings
 from streams.stage import Dropped, Failed
-from streams.topics import AUDIO_RAW
-
-if TYPE_CHECKING:
-    from streams.app import StageApp
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +62,6 @@ RECOGNITION_WAIT_S = 0.05
 """Each recognition is tried 3 times, 0.05 s then about 0.1 s apart (stamina's backoff, with jitter):
 long enough for an engine that lost its process to get it back, short enough that the other
 speakers this worker serves wait well under a second."""
-
-TAIL_WINDOWS = 3
-"""Silent windows kept after speech in what is recognized (about 0.1 s): words end softly."""
 
 
 @dataclass(frozen=True)
@@ -114,67 +101,6 @@ class SttConfig:
         )
 
 
-# --- one speaker ----------------------------------------------------------------
-
-
-@dataclass
-class _Utterance:
-    first_sequence: int
-    start_sample: int
-    windows: list[Float32Audio]
-    window_energy: list[float]
-    voiced_windows: int = 0
-    voiced_probability: float = 0.0
-    """The VAD's speech probabilities over the voiced windows, summed."""
-    silent_run: int = 0
-    first_voiced_at: float = 0.0
-    last_voiced_at: float = 0.0
-    recognized_windows: int = 0
-    """Length (in windows) when the last hypothesis was made."""
-    speculation: tuple[int, str] | None = None
-    """(audio end in windows, cleaned hypothesis) recognized early in a pause, ready to become the final."""
-    stale: bool = False
-    """Some of its audio arrived past the stale budget: it is announced as dropped, not recognized."""
-    revision: int = 0
-    agreement: LocalAgreement = field(default_factory=LocalAgreement)
-    said: list[str] = field(default_factory=list)
-    """Its final's words, once it has one."""
-    shown_tentative: str = ""
-    """The tentative words of the last partial sent: a partial goes out when they or the committed change."""
-
-    def audio(self, end: int | None = None, start: int = 0) -> Float32Audio:
-        return np.concatenate(self.windows[start:end])
-
-    def voice(self, window_s: float) -> VoiceEvidence:
-        return VoiceEvidence(self.voiced_windows * window_s, self.voiced_probability / max(1, self.voiced_windows))
-
-    @property
-    def voiced_end(self) -> int:
-        """Where the speech ends, in windows: trailing silence beyond a short tail is only the hangover."""
-        return len(self.windows) - max(0, self.silent_run - TAIL_WINDOWS)
-
-
-@dataclass
-class _SpeakerStream:
-    """One participant connection's audio, as far as the recognizer has heard it."""
-
-    vad: VadStream
-    room_id: str
-    session_id: str
-    speaker_id: str
-    language: str
-    timings: tuple[StageTiming, ...] = ()
-    """Timings of the latest frame: what this stream's next transcript carries on."""
-    last_sequence: int = -1
-    finished_through: int = -1
-    """The last frame when an utterance last finished: every frame up to it is fully worked on."""
-    last_frame_at: float = 0.0
-    samples_seen: int = 0
-    leftover: Float32Audio = field(default_factory=lambda: np.zeros(0, np.float32))
-    pre_roll: deque[Float32Audio] = field(default_factory=deque)
-    utterance: _Utterance | None = None
-
-
 class SpeechToText:
     """Turns every speaker's frames into partial and final transcripts (a :class:`StageTransform`)."""
 
@@ -184,7 +110,7 @@ class SpeechToText:
         self._config = config
         self._window = vad.window_samples
         self._window_s = self._window / SAMPLE_RATE
-        self._streams: dict[Hashable, _SpeakerStream] = {}
+        self._streams: dict[Hashable, SpeakerStream] = {}
         self._resumed: dict[Hashable, int] = {}
         """Streams taken up from another worker, not heard yet: the frame their work is finished through."""
 
@@ -215,7 +141,7 @@ class SpeechToText:
         stream = self._streams.get(self.stream_key(frame))
         if stream is None:
             done = self._resumed.pop(self.stream_key(frame), -1)  # frames up to it were worked on elsewhere
-            stream = _SpeakerStream(
+            stream = SpeakerStream(
                 self._vad.stream(), frame.room_id, frame.session_id, frame.speaker_id, frame.language,
                 last_sequence=done, finished_through=done,
             )  # fmt: skip
@@ -265,7 +191,7 @@ class SpeechToText:
     # -- segmentation --------------------------------------------------------
 
     def _push_window(
-        self, stream: _SpeakerStream, sequence: int, window: Float32Audio, window_end_at: float, stale: bool
+        self, stream: SpeakerStream, sequence: int, window: Float32Audio, window_end_at: float, stale: bool
     ) -> Iterator[Transcript | UtteranceDropped]:
         config = self._config
         probability = stream.vad.speech_probability(window)
@@ -300,8 +226,8 @@ class SpeechToText:
         elif silence_s >= config.speculate_after_s:
             self._speculate_in_pause(stream, utterance)
 
-    def _open(self, stream: _SpeakerStream, sequence: int, windows: list[Float32Audio], start: int) -> _Utterance:
-        stream.utterance = _Utterance(
+    def _open(self, stream: SpeakerStream, sequence: int, windows: list[Float32Audio], start: int) -> Utterance:
+        stream.utterance = Utterance(
             first_sequence=sequence,
             start_sample=start,
             windows=windows,
@@ -309,7 +235,7 @@ class SpeechToText:
         )
         return stream.utterance
 
-    def _cut_at_quietest(self, stream: _SpeakerStream, sequence: int) -> Iterator[Transcript | UtteranceDropped]:
+    def _cut_at_quietest(self, stream: SpeakerStream, sequence: int) -> Iterator[Transcript | UtteranceDropped]:
         """Close an over-long utterance at its quietest window in the second half; keep the rest open."""
         utterance = stream.utterance
         assert utterance is not None
@@ -329,7 +255,7 @@ class SpeechToText:
 
     # -- recognition -----------------------------------------------------------
 
-    def _maybe_partial(self, stream: _SpeakerStream) -> Iterator[Transcript]:
+    def _maybe_partial(self, stream: SpeakerStream) -> Iterator[Transcript]:
         utterance = stream.utterance
         assert utterance is not None
         if (len(utterance.windows) - utterance.recognized_windows) * self._window_s < self._config.partial_interval_s:
@@ -349,7 +275,7 @@ class SpeechToText:
             utterance.shown_tentative = tentative
             yield self._transcript(stream, utterance, agreement.text, is_final=False, tentative=tentative)
 
-    def _recognize(self, utterance: _Utterance, language: str, end: int | None = None, start: int = 0) -> str:
+    def _recognize(self, utterance: Utterance, language: str, end: int | None = None, start: int = 0) -> str:
         audio = utterance.audio(end, start)
         retries = stamina.retry_context(on=Exception, attempts=RECOGNITION_ATTEMPTS, wait_initial=RECOGNITION_WAIT_S,
                                         wait_jitter=RECOGNITION_WAIT_S, wait_max=10 * RECOGNITION_WAIT_S)  # fmt: skip
@@ -358,7 +284,7 @@ class SpeechToText:
                 recognition = self._recognizer.transcribe(audio, language)
         return clean_hypothesis(recognition, utterance.voice(self._window_s))
 
-    def _speculate(self, utterance: _Utterance, language: str) -> None:
+    def _speculate(self, utterance: Utterance, language: str) -> None:
         """Recognize the utterance as it stands while the pause goes on, so that when the hangover
         ends the final is already made: recognition overlaps the wait instead of following it."""
         if utterance.stale:
@@ -367,13 +293,13 @@ class SpeechToText:
             end = utterance.voiced_end
             utterance.speculation = (end, self._recognize(utterance, language, end))
 
-    def _speculate_in_pause(self, stream: _SpeakerStream, utterance: _Utterance) -> None:
+    def _speculate_in_pause(self, stream: SpeakerStream, utterance: Utterance) -> None:
         try:
             self._speculate(utterance, stream.language)
         except Exception as exc:  # noqa: BLE001 - the final recognizes again, and declares a failure
             log.warning("utterance not recognized ahead of its final: %r", exc, extra={"room_id": stream.room_id})
 
-    def _finish(self, stream: _SpeakerStream) -> Iterator[Transcript | UtteranceDropped]:
+    def _finish(self, stream: SpeakerStream) -> Iterator[Transcript | UtteranceDropped]:
         utterance = stream.utterance
         assert utterance is not None
         if utterance.voiced_windows * self._window_s < self._config.min_speech_s:
@@ -397,13 +323,13 @@ class SpeechToText:
             yield self._transcript(stream, utterance, text, is_final=True)
 
     @staticmethod
-    def _close(stream: _SpeakerStream) -> None:
+    def _close(stream: SpeakerStream) -> None:
         """The utterance is over: every frame up to here is fully worked on."""
         stream.utterance = None
         stream.finished_through = stream.last_sequence
 
     def _transcript(
-        self, stream: _SpeakerStream, utterance: _Utterance, text: str, *, is_final: bool, tentative: str = ""
+        self, stream: SpeakerStream, utterance: Utterance, text: str, *, is_final: bool, tentative: str = ""
     ) -> Transcript:
         transcript = Transcript(
             room_id=stream.room_id,
@@ -422,15 +348,3 @@ class SpeechToText:
         )
         utterance.revision += 1
         return transcript
-
-
-# --- Faust wiring ---------------------------------------------------------------------
-
-
-def register(app: StageApp) -> None:
-    """audio.raw → text.original, with the recognizer and VAD the settings name."""
-    from agents.models import load_recognizer, load_vad
-
-    settings = app.settings
-    transform = SpeechToText(load_recognizer(settings), load_vad(settings), SttConfig.from_settings(settings))
-    app.add_stage(AUDIO_RAW, transform)

@@ -13,16 +13,11 @@ import logging
 import time
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agents.engines.protocols import FileTranscriber
 from schemas import Segment, TranscriptionRequest, TranscriptionStatus, TranscriptionUpdate
-from streams.topics import TRANSCRIPTION_REQUESTS
-
-if TYPE_CHECKING:
-    from streams.app import StageApp
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +107,3 @@ class TranscribeFiles:
             error_code=code,
             detail=detail,
         )
-
-
-def register(app: StageApp) -> None:
-    """transcription.requests → transcripts."""
-    from agents.models import load_recognizer
-
-    app.add_stage(TRANSCRIPTION_REQUESTS, TranscribeFiles(load_recognizer(app.settings)))

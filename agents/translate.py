@@ -10,17 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from agents.engines.protocols import Translator
 from schemas import Transcript, Translation, UtteranceDropped
-from streams.rooms import listening_languages
 from streams.settings import Settings
 from streams.stage import Dropped, Stateless
-from streams.topics import TEXT_ORIGINAL
-
-if TYPE_CHECKING:
-    from streams.app import StageApp
 
 
 @dataclass(frozen=True)
@@ -83,16 +77,3 @@ class Translate(Stateless):
                 source_language=transcript.language,
                 target_language=target,
             )
-
-
-def register(app: StageApp) -> None:
-    """text.original → text.translated, targets from the ``rooms`` table."""
-    from agents.models import load_translator
-
-    room = app.rooms()
-    transform = Translate(
-        load_translator(app.settings),
-        lambda room_id: listening_languages(room(room_id)),
-        TranslateConfig.from_settings(app.settings),
-    )
-    app.add_stage(TEXT_ORIGINAL, transform)

@@ -8,17 +8,12 @@ Partial translations are never spoken.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agents.engines.protocols import Float32Audio, SpeechSynthesizer
 from schemas import SAMPLE_RATE, SynthesizedAudio, Translation, UtteranceDropped
 from streams.stage import Dropped, Stateless
-from streams.topics import TEXT_TRANSLATED
-
-if TYPE_CHECKING:
-    from streams.app import StageApp
 
 CHUNK_SAMPLES = SAMPLE_RATE  # one second: 32,000 bytes of PCM, the protocol's largest frame
 
@@ -64,10 +59,3 @@ class Synthesize(Stateless):
             pcm=pcm,
             speech_ended_at=translation.speech_ended_at,
         )
-
-
-def register(app: StageApp) -> None:
-    """text.translated → audio.synthesized."""
-    from agents.models import load_synthesizer
-
-    app.add_stage(TEXT_TRANSLATED, Synthesize(load_synthesizer(app.settings), app.settings.stale_after_s))

@@ -1,17 +1,16 @@
-"""The Kafka side of a stage: one Faust app per stage, one loop for every stage.
+"""The Kafka side of a stage: one Faust app per stage, and its lifecycle.
 
-A stage app is its own consumer group (``dragoman-<stage>``), so each stage
-scales on its own. :meth:`StageApp.add_stage` wires a transform to its source
-topic and owns everything Kafka: decoding, drop accounting and announcements,
-running the transform off the event loop, retries with backoff, the dead
-letter queue, stamping stage timings, sending each output to its record's
-topic, and when to acknowledge. Every second the worker reports its load and
-readiness on ``pipeline.load`` (:class:`~schemas.StageLoad`).
+A stage app is its own consumer group (``dragoman-<stage>``), so each stage scales on its own.
+It owns all of Kafka for its stage, in three parts: this module's lifecycle (configuration, topics
+and changelogs created before it subscribes, load → warm → ready → close, with its engines closed
+and its data directory removed at stop; its ``/metrics`` and ``/ready`` pages, and a load report
+on ``pipeline.load`` every second, :class:`~schemas.StageLoad`), the message loop
+(:mod:`streams.stage_loop`: decode, process, stamp, route, acknowledge) and the error policy
+(:mod:`streams.policy`: dropped, transient, failed, fatal).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import os
@@ -19,37 +18,37 @@ import shutil
 import socket
 import tempfile
 import time
-import traceback
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from schemas import DeadLetter, Envelope, RoomEvent, StageLoad, UtteranceDropped, decode, encode
+from schemas import DeadLetter, RoomEvent, StageLoad, decode, encode
 from streams import metrics
 from streams.broker import ensure_topics
-from streams.dlq import prior_attempts
+from streams.policy import ErrorPolicy
 from streams.rooms import RoomState, apply_event, present
 from streams.settings import Settings
-from streams.stage import Dropped, Failed, Resumable, StageTransform
-from streams.topics import BY_RECORD, DLQ, PIPELINE_LOAD, ROOM_EVENTS, TopicSpec
+from streams.stage import StageTransform
+from streams.stage_loop import StageLoop
+from streams.topics import DLQ, PIPELINE_LOAD, ROOM_EVENTS, TopicSpec
 from streams.transport import Consumer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRY_DELAYS_S = (0.2, 1.0)
-"""Backoff before the 2nd and 3rd attempt; after the last, the message goes to pipeline.dlq."""
-EXPIRE_EVERY_S = 1.0
 REPORT_EVERY_S = 1.0
 ACTIVE_WINDOW_S = 5.0
 """A stream that sent something this recently is active (for stt: a speaker streaming audio)."""
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class LoadMeter:
@@ -119,13 +118,14 @@ class StageApp(faust.App):
         # One inference thread: transforms keep per-stream state and engines hold one model each;
         # a stage scales out with more worker processes, not threads.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=stage)
-        self._dlq = self._topic(DLQ)
-        self._load_topic = self._topic(PIPELINE_LOAD)
-        self._busy = False
+        self._dlq = self.raw_topic(DLQ)
+        self._load_topic = self.raw_topic(PIPELINE_LOAD)
+        self.policy = ErrorPolicy(stage, self.send_dead_letter)
         self._source: str | None = None
         self._source_specs: list[TopicSpec] = []
         """The topics its stages read: created with the rest, should a stage read one of its own."""
         self.load = LoadMeter()
+        self._engines: list[Closable] = []
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
         # Every series this stage can have exists from the start at 0, so that a rate or an alert
         # sees the first retry, dead letter or stale drop instead of a series appearing from nowhere.
@@ -165,9 +165,16 @@ class StageApp(faust.App):
         await ensure_topics(self._bootstrap, self.settings.partitions, self.settings.replication_factor,
                             [*self._source_specs, *changelogs])  # fmt: skip
 
+    def closing(self, engine: Closable) -> None:
+        """Close ``engine`` when the worker stops: an engine's own processes (Apertium's pipelines)
+        end with the worker instead of waiting for init."""
+        self._engines.append(engine)
+
     async def on_stop(self) -> None:
-        """Its data directory holds nothing worth keeping (tables live in memory): removed."""
+        """Engines closed; the data directory, which holds nothing worth keeping (tables live in memory), removed."""
         await super().on_stop()
+        for engine in self._engines:
+            engine.close()
         shutil.rmtree(self.conf.datadir, ignore_errors=True)
 
     async def _write_member_id(self, member_file: Path, sender: object, *args: object, **kwargs: object) -> None:
@@ -184,7 +191,7 @@ class StageApp(faust.App):
         """Models are loaded and warmed before the worker starts, so: partitions owned, not rebalancing."""
         return bool(self.owned_partitions()) and not self.rebalancing
 
-    def _topic(self, spec: TopicSpec) -> faust.TopicT:
+    def raw_topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     # -- room state -------------------------------------------------------------
@@ -196,7 +203,7 @@ class StageApp(faust.App):
         """
         table = self.Table("rooms", default=dict, partitions=self.settings.partitions, key_type=str)
         lease_s = self.settings.presence_lease_s
-        source = self._topic(ROOM_EVENTS)
+        source = self.raw_topic(ROOM_EVENTS)
 
         @self.agent(source, name=f"{self.stage}-rooms")
         async def materialize(stream: StreamT[bytes]) -> None:
@@ -205,7 +212,7 @@ class StageApp(faust.App):
                     event = decode(RoomEvent, value)
                 except ValueError as exc:
                     assert stream.current_event is not None
-                    await self._dead_letter(stream.current_event, exc, attempts=1)
+                    await self.policy.dead_letter(stream.current_event.message, exc, attempts=1)
                     continue
                 table[event.room_id] = apply_event(table[event.room_id], event, lease_s)
 
@@ -214,169 +221,14 @@ class StageApp(faust.App):
 
         return lookup
 
-    # -- the stage loop -----------------------------------------------------------
+    # -- the stage loop ----------------------------------------------------------
 
     def add_stage(self, source: TopicSpec, transform: StageTransform[Any, Any]) -> None:
-        """Run ``transform`` on every record of ``source``; each output goes to its record type's topic.
-
-        The transform is warmed up here, before the worker starts and joins its group.
-        """
-        stage, source_topic = self.stage, self._topic(source)
+        """Run ``transform`` on every record of ``source`` (see :mod:`streams.stage_loop`); the transform
+        is warmed up here, before the worker starts and joins its group."""
         self._source = source.name
         self._source_specs.append(source)
-        sinks = {spec.record: self._topic(spec) for spec in BY_RECORD.values()}
-        held: dict[Hashable, list[EventT]] = defaultdict(list)
-        started = time.perf_counter()
-        transform.warm_up()
-        log.info("%s: models warmed up in %.2f s", stage, time.perf_counter() - started)
+        StageLoop(self, source, transform).wire()
 
-        async def send(record: Envelope, received_at: float, compute_s: float) -> None:
-            stamped = record.stamped(stage, received_at, time.time(), compute_s)
-            if isinstance(stamped, UtteranceDropped):
-                metrics.UTTERANCES_DROPPED.labels(stamped.stage, stamped.reason).inc()
-                ids = {"room_id": stamped.room_id, "speaker_id": stamped.speaker_id,
-                       "utterance_id": stamped.utterance_id, "language": stamped.language}  # fmt: skip
-                log.info("%s: utterance %s announced as dropped (%s)", stage, stamped.utterance_id, stamped.reason,
-                         extra=ids)  # fmt: skip
-            await sinks[type(stamped)].send(key=stamped.key.encode(), value=encode(stamped))
-
-        def release(key: Hashable) -> None:
-            """Acknowledge a stream's held messages once its open work is done."""
-            for event in held.pop(key, []):
-                event.ack()
-
-        resumable = transform if isinstance(transform, Resumable) else None
-        # How far each stream's work is finished, kept for a worker that takes over (see Resumable).
-        done: Any = {}
-        if resumable is not None:
-            done = self.Table(f"{stage}-done", partitions=self.settings.partitions, key_type=str, value_type=int)
-
-        def note_done(key: Hashable) -> None:
-            """Called in the agent, the one place a table may change; written only when it moved."""
-            through = resumable.done_through(key) if resumable is not None else None
-            if through is not None and done.get(str(key)) != through:
-                done[str(key)] = through
-
-        @self.agent(source_topic, name=stage)
-        async def run(stream: StreamT[bytes]) -> None:
-            # Manual acks: a message stays unacknowledged while its stream's work is open.
-            async for event in cast(faust.Stream[bytes], stream).noack().events():
-                received_at = time.time()
-                metrics.PROCESSED.labels(stage).inc()
-                try:
-                    record = decode(cast(type[Envelope], source.record), event.value)
-                except ValueError as exc:
-                    await self._dead_letter(event, exc, attempts=1)
-                    event.ack()
-                    continue
-                key = transform.stream_key(record)
-                if resumable is not None and (through := done.get(str(key))) is not None:
-                    resumable.resume(key, through)
-                if record.timings:
-                    lag_s = max(0.0, received_at - record.timings[-1].sent_at)
-                    metrics.CONSUME_LAG.labels(stage).observe(lag_s)
-                    self.load.taken(key, lag_s)
-                await self._attempt(event, functools.partial(self._drive, transform, record, received_at, send), send)
-                held[key].append(event)
-                if not transform.is_open(key):
-                    release(key)
-                    note_done(key)
-
-        @self.timer(EXPIRE_EVERY_S)
-        async def expire() -> None:
-            if self._busy:  # messages are flowing; a quiet stream can wait for the next tick
-                return
-            now = time.time()
-            closed, compute_s = await asyncio.get_running_loop().run_in_executor(
-                self.executor, _timed, transform.expire, now
-            )
-            self.load.worked(compute_s)
-            for record in closed:
-                await send(record, now, compute_s)
-            for key in [k for k in held if not transform.is_open(k)]:
-                release(key)
-
-    async def _drive(
-        self,
-        transform: StageTransform[Any, Any],
-        record: Envelope,
-        received_at: float,
-        send: Callable[[Envelope, float, float], Awaitable[None]],
-    ) -> None:
-        """Step the transform's generator in the executor; send each output as soon as it exists."""
-        loop = asyncio.get_running_loop()
-        outputs = transform.process(record, received_at)
-        self._busy = True
-        try:
-            while True:
-                output, compute_s = await loop.run_in_executor(self.executor, _timed, next, outputs, None)
-                self.load.worked(compute_s)
-                if output is None:
-                    return
-                await send(output, received_at, compute_s)
-        finally:
-            self._busy = False
-
-    async def _attempt(
-        self,
-        event: EventT,
-        work: Callable[[], Awaitable[None]],
-        send: Callable[[Envelope, float, float], Awaitable[None]],
-    ) -> None:
-        """Run ``work`` with retries and backoff; drops are counted (and announced), failures dead-lettered."""
-        for attempt in range(1, len(RETRY_DELAYS_S) + 2):
-            try:
-                await work()
-                return
-            except Dropped as drop:
-                metrics.DROPPED.labels(self.stage, drop.reason).inc()
-                for announcement in drop.announcements:
-                    await send(announcement, time.time(), 0.0)
-                return
-            except Failed as failure:
-                for announcement in failure.announcements:
-                    await send(announcement, time.time(), 0.0)
-                await self._dead_letter(event, failure.cause, attempts=attempt)
-                return
-            except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
-                if attempt > len(RETRY_DELAYS_S):
-                    await self._dead_letter(event, exc, attempts=attempt)
-                    return
-                metrics.RETRIES.labels(self.stage).inc()
-                log.warning("%s attempt %d failed: %r", self.stage, attempt, exc, extra=_key_of(event))
-                await asyncio.sleep(RETRY_DELAYS_S[attempt - 1])
-
-    async def _dead_letter(self, event: EventT, error: BaseException, attempts: int) -> None:
-        """Append the message to the DLQ; a re-driven one (see streams.dlq) counts its earlier attempts."""
-        message = event.message
-        letter = DeadLetter(
-            stage=self.stage,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
-            error="".join(traceback.format_exception_only(error)).strip(),
-            attempts=prior_attempts(message.headers) + attempts,
-            failed_at=time.time(),
-        )
-        metrics.DEAD_LETTERS.labels(self.stage).inc()
-        log.error(
-            "%s: dead-lettered %s[%d]@%d: %s", self.stage, letter.topic, letter.partition, letter.offset, letter.error,
-            extra=_key_of(event),
-        )  # fmt: skip
+    async def send_dead_letter(self, letter: DeadLetter) -> None:
         await self._dlq.send(key=letter.letter_id.encode(), value=encode(letter))
-
-
-def _key_of(event: EventT) -> dict[str, str]:
-    """A message's key for a log line's fields: the room id of every meeting topic."""
-    key = event.message.key
-    return {"room_id": key.decode("utf-8", "replace")} if isinstance(key, bytes) else {}
-
-
-def _timed(work: Callable[..., T], *args: Any) -> tuple[T, float]:
-    """``work(*args)`` and the seconds it took, timed in the thread that runs it: model time, not the
-    time spent waiting for the executor."""
-    started = time.perf_counter()
-    result = work(*args)
-    return result, time.perf_counter() - started

@@ -27,6 +27,17 @@ class Dropped(Exception):
         self.announcements = announcements
 
 
+class Transient(Exception):
+    """A failure that may pass (an engine restarting its process, a device that went away for a
+    moment): the stage loop tries the input again with backoff, then dead-letters it. A failure that
+    declares nothing is treated the same way."""
+
+
+class Fatal(Exception):
+    """The process cannot go on (its model files are gone): it exits, and the supervisor starts it
+    again; its unacknowledged input comes again to the worker that takes over."""
+
+
 class Failed(Exception):
     """Raised by a transform when work it took on cannot be done (a model that kept failing after
     its retries): ``announcements`` are sent, the input is dead-lettered with ``cause``, and it is
@@ -47,9 +58,10 @@ class StageTransform(Protocol[InT, OutT]):
     thread, one step at a time, and may block on a model.
 
     A failure is declared where it happens: :class:`Dropped` (on purpose, announced),
-    :class:`Failed` (given up after the transform's own retries, announced and dead-lettered);
-    anything else it raises is retried by the stage loop and then dead-lettered, so a transform
-    raises that only before it has changed its state.
+    :class:`Transient` (retried, then dead-lettered), :class:`Failed` (given up after the
+    transform's own retries, announced and dead-lettered), :class:`Fatal` (the process exits);
+    see :mod:`streams.policy`. Anything undeclared is retried like a transient failure, so a
+    transform raises it only before it has changed its state.
 
     A transform that keeps state across messages (STT's open utterances)
     names the stream a message belongs to; while ``is_open(key)``, that

@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from streams.broker import free_port
-from streams.cli import REALTIME_STAGES, STAGES, worker_port
+from streams.cli.common import REALTIME_STAGES, STAGES, worker_port
 from web.auth import mint
 
 READY = re.compile(r"dragoman ready: (?P<url>http://[^/]+)/#token=(?P<token>\S+) broker=(?P<broker>\S+)")

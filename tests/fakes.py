@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -16,19 +17,21 @@ class GrowingRecognizer:
     """Hears one word per 0.4 s of audio, and gets the newest word wrong (as a real decoder
     does with a word cut mid-way), so LocalAgreement has something to disagree on. Its first
     ``fail_times`` calls raise (``RuntimeError``; ``math.inf``: every call), as a model whose
-    device went away does."""
+    device went away does; each call takes ``delay_s``, as a model's decode does."""
 
     name = "fake"
 
-    def __init__(self, fail_times: float = 0) -> None:
+    def __init__(self, fail_times: float = 0, delay_s: float = 0.0) -> None:
         self.calls: list[tuple[int, str]] = []
         self.failures = 0
         self._fail_times = fail_times
+        self._delay_s = delay_s
 
     def supports(self, language: str) -> bool:
         return True
 
     def transcribe(self, audio: Float32Audio, language: str) -> Recognition:
+        time.sleep(self._delay_s)
         if self.failures < self._fail_times:
             self.failures += 1
             raise RuntimeError("recognizer failed on demand")
@@ -38,28 +41,40 @@ class GrowingRecognizer:
 
 
 class EchoTranslator:
+    """Writes ``[target] text``; its first ``fail_times`` calls raise, and each takes ``delay_s``."""
+
     name = "echo"
 
-    def __init__(self) -> None:
+    def __init__(self, fail_times: float = 0, delay_s: float = 0.0) -> None:
         self.calls: list[tuple[str, str, tuple[str, ...]]] = []
+        self._fail_times = fail_times
+        self._delay_s = delay_s
 
     def translate(self, text: str, source: str, targets: Sequence[str]) -> dict[str, str]:
+        time.sleep(self._delay_s)
+        if self._fail_times > 0:
+            self._fail_times -= 1
+            raise RuntimeError("translator failed on demand")
         self.calls.append((text, source, tuple(targets)))
         return {target: f"[{target}] {text}" for target in targets}
 
 
 class ToneSynthesizer:
-    """0.7 s of a 440 Hz tone per sentence."""
+    """0.7 s of a 440 Hz tone per sentence; its first ``fail_times`` calls raise."""
 
     name = "tone"
 
-    def __init__(self, languages: set[str]) -> None:
+    def __init__(self, languages: set[str], fail_times: float = 0) -> None:
         self.languages = languages
+        self._fail_times = fail_times
 
     def supports(self, language: str) -> bool:
         return language in self.languages
 
     def synthesize(self, text: str, language: str) -> Iterator[Float32Audio]:
+        if self._fail_times > 0:
+            self._fail_times -= 1
+            raise RuntimeError("synthesizer failed on demand")
         for _sentence in filter(None, text.split(".")):
             t = np.arange(int(16_000 * 0.7)) / 16_000
             yield (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

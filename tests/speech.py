@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from agents.bench import prompt_audio, prompt_transcripts, word_error_rate
+from agents.bench import word_error_rate
+from agents.recordings import prompt_audio, prompt_transcripts
 from agents.tts import to_pcm16
 
 __all__ = ["PROMPTS", "prompt_pcm", "prompt_transcripts", "silence", "word_error_rate"]

@@ -28,7 +28,7 @@ import psutil
 import pytest
 
 from streams.broker import EmbeddedTansu, free_port
-from streams.cli import STAGES
+from streams.cli.common import STAGES
 from tests.conftest import running_up, socket_url, spares_warm, worker
 from tests.speech import prompt_pcm, silence
 from tests.test_meeting import Received, collect, stream_speech, wait_until

@@ -17,10 +17,8 @@ from agents.bench import (
     MEETING_SENTENCES,
     SHORT_PHRASES,
     bench_recognition,
-    prompt_audio,
     quiet_inputs,
     round_trip_wer,
-    spoken_prompts,
     stream_utterance,
 )
 from agents.engines.coqui import CoquiSynthesizer
@@ -28,8 +26,10 @@ from agents.engines.nllb import Ct2NllbTranslator, NllbTranslator
 from agents.engines.silero import SileroVad
 from agents.engines.whisper import WhisperRecognizer
 from agents.hypotheses import normalize_text
-from agents.models import COQUI_TEST_LANGUAGE, PIPER_VOICES, load_synthesizer
+from agents.models import load_synthesizer
+from agents.recordings import prompt_audio, spoken_prompts
 from agents.stt import SpeechToText, SttConfig
+from agents.weights import COQUI_TEST_LANGUAGE, PIPER_VOICES
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings
 

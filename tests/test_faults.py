@@ -19,8 +19,9 @@ import aiohttp
 import pytest
 
 from schemas import SAMPLE_RATE
-from streams.bench_load import PAUSE_S, Room, run_rooms, summarize
-from streams.cli import bench_speech, worker_port
+from streams.cli.bench import bench_speech
+from streams.cli.bench_load import PAUSE_S, Room, run_rooms, summarize
+from streams.cli.common import worker_port
 from tests.conftest import Meeting, running_up, spares_warm, worker
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaError
 
-from streams.bench_load import run_rooms, summarize
-from streams.cli import bench_speech
+from streams.cli.bench import bench_speech
+from streams.cli.bench_load import run_rooms, summarize
 from streams.history import partition_for
 from streams.settings import Settings
 from streams.topics import AUDIO_RAW

@@ -10,14 +10,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agents.bench import RECORDED
 from agents.engines.apertium import installed_modes
 from agents.engines.registry import TranslatorRegistry, plan_routes
 from agents.models import RandomWeightsRefused, describe_languages, load_translator
+from agents.recordings import RECORDED
 from agents.translate import Translate, TranslateConfig
 from schemas import RoomEvent, RoomEventKind, Transcript
-from streams.bench_languages import print_report, run_meeting, summarize
-from streams.cli import multilingual_meeting
+from streams.cli.bench import multilingual_meeting
+from streams.cli.bench_languages import print_report, run_meeting, summarize
 from streams.languages import LanguageCatalogue, LanguageSupport, Route
 from streams.model_paths import ModelPaths
 from streams.settings import Settings, get_settings

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from streams.broker import free_port
-from streams.supervisor import Supervisor
+from streams.cli.supervisor import Supervisor
 from tests.conftest import Meeting, free_ports
 from tests.speech import prompt_pcm, silence
 from tests.test_meeting import Received, collect, stream_speech, wait_until

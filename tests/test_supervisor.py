@@ -6,7 +6,7 @@ import time
 
 import psutil
 
-from streams.supervisor import MAX_RESTARTS, Supervisor
+from streams.cli.supervisor import MAX_RESTARTS, Supervisor
 
 
 def test_a_crashing_child_is_restarted_then_given_up() -> None:

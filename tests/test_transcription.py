@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from streams.broker import free_port
-from streams.supervisor import Supervisor
+from streams.cli.supervisor import Supervisor
 from tests.conftest import Meeting
 from tests.speech import prompt_pcm, prompt_transcripts, silence, word_error_rate
 

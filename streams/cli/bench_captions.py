@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import numpy as np
 
-from streams.bench_load import FRAME_BYTES, percentile
+from streams.cli.bench_load import FRAME_BYTES, percentile
 
 WordTiming = tuple[float, float, str]
 """(start s, end s, word) in the recording."""

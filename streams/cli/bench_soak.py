@@ -1,6 +1,6 @@
 """``dragoman bench soak``: does anything grow while meetings go on and on?
 
-Rooms of :mod:`streams.bench_load` run round after round (new rooms each round,
+Rooms of :mod:`streams.cli.bench_load` run round after round (new rooms each round,
 so per-room state must be freed) for ``--minutes``. For each minute it prints
 the final-caption p50 and p90 of the utterances that ended in it, what did not
 arrive, and the resident memory of every process (each worker's, the
@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from streams.bench_load import metric_value, percentile, run_rooms
+from streams.cli.bench_load import metric_value, percentile, run_rooms
 
 WARM_UP_MINUTES = 5
 """Memory is compared from here on: models, caches and arenas settle in the first minutes."""

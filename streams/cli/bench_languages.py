@@ -3,7 +3,7 @@
 One room. A speaker per language streams the parallel prompts (:func:`agents.bench.parallel_prompts`)
 in real time, all at once with staggered starts; an audio listener per language hears the meeting
 in it, and a captions viewer reads everything. Everything goes through the gateway as PROTOCOL.md
-says. Utterances are matched to prompts by end of speech (as in :mod:`streams.bench_load`).
+says. Utterances are matched to prompts by end of speech (as in :mod:`streams.cli.bench_load`).
 
 Measured, per speaking language: streaming WER of its finals against the prompts' references;
 per pair: chrF and BLEU of the final translated captions against the target language's
@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from schemas import SAMPLE_RATE
-from streams.bench_load import PAUSE_S, Room, Utterance, _speak, percentile
+from streams.cli.bench_load import PAUSE_S, Room, Utterance, _speak, percentile
 from streams.languages import LanguageCatalogue
 
 
