@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EXPIRE_EVERY_S = 1.0
+REBALANCE_GRACE_S = 5.0
+"""After a rebalance the stage reads its backlog first: quiet streams are not expired for this long."""
 
 
 class StageLoop:
@@ -50,6 +52,7 @@ class StageLoop:
             self._done = app.Table(f"{self._stage}-done", partitions=app.settings.partitions, key_type=str,
                                    value_type=int)  # fmt: skip
         self._busy = False
+        self._rebalanced_at = 0.0
 
     def wire(self) -> None:
         """Warm the models up, then register the agent and the expiry timer with the app."""
@@ -58,6 +61,11 @@ class StageLoop:
         log.info("%s: models warmed up in %.2f s", self._stage, time.perf_counter() - started)
         self._app.agent(self._app.raw_topic(self._source), name=self._stage)(self._run)
         self._app.timer(EXPIRE_EVERY_S)(self._expire)
+        self._app.on_partitions_assigned.connect(self._rebalanced)
+
+    async def _rebalanced(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Partitions assigned: the rebalance is over, and the backlog comes first."""
+        self._rebalanced_at = time.time()
 
     async def send(self, record: Envelope, received_at: float, compute_s: float) -> None:
         """Stamp ``record`` with this stage's timing and send it to its record type's topic."""
@@ -113,6 +121,13 @@ class StageLoop:
         if self._busy:  # messages are flowing; a quiet stream can wait for the next tick
             return
         now = time.time()
+        # While the group rebalances, and for a moment after, nothing arrives from anyone: a stream is
+        # quiet because the stage was paused, not because its client vanished, and closing its
+        # utterance now would cut it in two around the pause.
+        if self._app.rebalancing:
+            self._rebalanced_at = now
+        if now - self._rebalanced_at < REBALANCE_GRACE_S:
+            return
         closed, compute_s = await asyncio.get_running_loop().run_in_executor(
             self._app.executor, _timed, self._transform.expire, now
         )
