@@ -111,12 +111,10 @@ def continuation(committed: Sequence[str], words: Sequence[str], windowed: bool 
     """
     if not committed:
         return list(words)
-    a, b = [normalize_word(w) for w in committed], [normalize_word(w) for w in words]
-    blocks = [m for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks() if m.size]
-    if not blocks:
+    runs = _shared_runs(committed, words)
+    if not runs:
         return None if windowed else list(words[len(committed) :])
-    last = blocks[-1]
-    return list(words[last.b + last.size + len(a) - last.a - last.size :])
+    return list(words[_end_of_first(committed, runs[-1]) :])
 
 
 PRECEDING_WORDS = 30
@@ -133,13 +131,20 @@ def overlap(preceding: Sequence[str], words: Sequence[str]) -> int:
     """How many leading ``words`` say again the end of ``preceding``: the two align (difflib) in a run
     that starts within the first words of ``words`` and reaches the end of ``preceding``. A phrase said
     again later ("please enter your ...") does not count: it starts too late, or ends too early."""
-    a, b = [normalize_word(w) for w in preceding], [normalize_word(w) for w in words[: len(preceding) + 3]]
-    blocks = difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()
-    ending = [m for m in blocks if m.size and m.a + m.size >= len(a) - 1 and m.b <= OVERLAP_STARTS_WITHIN]
-    if not ending:
-        return 0
-    last = ending[-1]
-    return last.b + last.size + len(a) - last.a - last.size
+    runs = _shared_runs(preceding, words[: len(preceding) + 3])
+    ending = [m for m in runs if m.a + m.size >= len(preceding) - 1 and m.b <= OVERLAP_STARTS_WITHIN]
+    return _end_of_first(preceding, ending[-1]) if ending else 0
+
+
+def _shared_runs(first: Sequence[str], second: Sequence[str]) -> list[difflib.Match]:
+    """The runs of words two sequences share, compared normalized, in order (difflib)."""
+    a, b = [normalize_word(w) for w in first], [normalize_word(w) for w in second]
+    return [m for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks() if m.size]
+
+
+def _end_of_first(first: Sequence[str], run: difflib.Match) -> int:
+    """Where ``first`` ends in the second sequence: after ``run``, its words past the run counted one for one."""
+    return run.b + len(first) - run.a
 
 
 NO_SPEECH_PROB = 0.6
