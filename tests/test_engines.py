@@ -103,6 +103,17 @@ def espeak(text: str, words_per_minute: int, voice: str = "en-us") -> np.ndarray
     return soxr.resample(audio, rate, 16_000).astype(np.float32)
 
 
+@pytest.mark.parametrize("seconds", [8, 10, 15])
+def test_a_long_utterance_is_heard_past_its_first_sentence(tiny: WhisperRecognizer, seconds: int) -> None:
+    """Whisper without timestamp tokens ended this prompt after "Thank you for calling Super Awesome
+    Company." at every length from 6 to 15 s; the recognizer then continues its own text."""
+    audio = prompt_audio("en", "basic-pbx-ivr-main")
+    voiced = np.flatnonzero(np.abs(audio) > 0.02 * np.abs(audio).max())
+    heard = normalize_text(tiny.transcribe(audio[voiced[0] :][: seconds * 16_000], "en").text).split()
+    assert heard[:7] == "thank you for calling super awesome company".split()
+    assert len(heard) >= 2 * seconds, heard  # it goes on: "... premier provider of the perfect products, if you"
+
+
 @pytest.mark.parametrize(
     ("voice", "phrase"),
     [*(("recorded", name) for name in SHORT_PHRASES), *(("piper", phrase) for phrase in SHORT),

@@ -30,6 +30,14 @@ on short prompts, and 5 s buckets lost words on them (``dragoman bench engines``
 FRAMES_PER_SECOND = 100
 TOKENS_PER_SECOND = 10
 """A bound on decoded tokens per second of audio (speech is 3–5): a looping decoder stops there."""
+EARLY_END_WORDS_PER_S = 1.0
+EARLY_END_AFTER_S = 4.0
+"""Without timestamp tokens Whisper's decoder sometimes ends after the first sentence of longer audio:
+tiny.en heard 6 to 15 s of a recorded prompt as "Thank you for calling Super Awesome Company." and
+nothing more, 7 words of up to 40. An utterance has no pause longer than the VAD's hangover, so it holds
+2 to 3 words a second: a hypothesis of fewer than 1 a second over more than 4 s of audio ended early, and
+is decoded again with its own text as the prefix, which the decoder continues (measured: every length
+of that prompt from 6 to 15 s was then heard to its end)."""
 
 
 def pick_device(device: str) -> str:
@@ -110,17 +118,24 @@ class WhisperRecognizer:
         padded = bucketed(audio)
         mel = model.feature_extractor(padded)[:, : len(padded) // SAMPLE_RATE * FRAMES_PER_SECOND]
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[np.newaxis]))
-        budget = int(len(audio) / SAMPLE_RATE * TOKENS_PER_SECOND) + 10
-        with self._lock:
-            result = model.model.generate(
-                features,
-                [tokens],
-                beam_size=1,
-                max_length=min(model.max_length, len(tokens) + budget),
-                suppress_blank=True,
-                suppress_tokens=[-1],
-                return_scores=True,  # length-normalized: the mean log-probability of the tokens
-                return_no_speech_prob=True,
-            )[0]
-        text = str(tokenizer.decode(result.sequences_ids[0])).strip()
+        seconds = len(audio) / SAMPLE_RATE
+        budget = int(seconds * TOKENS_PER_SECOND) + 10
+
+        def decode(prompt: list[int]) -> tuple[str, Any]:
+            with self._lock:
+                result = model.model.generate(
+                    features,
+                    [prompt],
+                    beam_size=1,
+                    max_length=min(model.max_length, len(prompt) + budget),
+                    suppress_blank=True,
+                    suppress_tokens=[-1],
+                    return_scores=True,  # length-normalized: the mean log-probability of the tokens
+                    return_no_speech_prob=True,
+                )[0]
+            return str(tokenizer.decode(result.sequences_ids[0])).strip(), result  # the prefix included
+
+        text, result = decode(tokens)
+        if text and seconds > EARLY_END_AFTER_S and len(text.split()) < seconds * EARLY_END_WORDS_PER_S:
+            text, result = decode([*tokens, *tokenizer.encode(" " + text)])
         return Recognition(text, float(result.no_speech_prob), float(result.scores[0]))
