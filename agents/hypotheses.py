@@ -105,16 +105,26 @@ def continuation(committed: Sequence[str], words: Sequence[str], windowed: bool 
     The two are aligned on their normalized words (difflib), not cut at ``len(committed)``: a
     hypothesis that merges, splits or rewrites a committed word ("número 1" / "número uno",
     "ahora" / "a hora") then adds neither a second copy of it nor a gap. Committed words the
-    hypothesis changed after the last one they agree on count one for one. A ``windowed``
-    hypothesis (of the utterance's last seconds only) that shares no word with the committed ones
-    cannot be placed: None.
+    hypothesis changed after the last one they agree on count one for one.
+
+    A ``windowed`` hypothesis (of the utterance's last seconds only) starts somewhere inside the
+    committed words, so only a run of two words or more that reaches their last ones places it: a
+    lone common word further back ("Thank *you* for calling" / "If *you* know") would skip every word
+    in between. Without such a run it cannot be placed: None.
     """
     if not committed:
         return list(words)
     runs = _shared_runs(committed, words)
+    if windowed:
+        runs = [m for m in runs if m.size >= min(2, len(committed)) and m.a + m.size >= len(committed) - PLACED_WITHIN]
+        return list(words[_end_of_first(committed, runs[-1]) :]) if runs else None
     if not runs:
-        return None if windowed else list(words[len(committed) :])
+        return list(words[len(committed) :])
     return list(words[_end_of_first(committed, runs[-1]) :])
+
+
+PLACED_WITHIN = 2
+"""Committed words after its last shared run that a windowed hypothesis may have heard as something else."""
 
 
 PRECEDING_WORDS = 30

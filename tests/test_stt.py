@@ -260,6 +260,26 @@ def test_a_hypothesis_continues_where_it_aligns_with_the_committed_words(
     assert final.final(hypothesis) == " ".join([*committed.split(), *after.split()])
 
 
+@pytest.mark.parametrize(
+    ("committed", "windowed", "after"),
+    [
+        # The window starts inside the committed words: placed where their last ones are said.
+        ("Thank you for calling Super Awesome company. If you", "awesome company. If you know your party's",
+         "know your party's"),
+        ("Thank you for calling Super Awesome company", "Super Awesome Company, Waldo's", "Waldo's"),
+        # Only a lone common word is shared, far back: placing it there would skip what lies between.
+        ("Thank you for calling Super Awesome company", "products. If you know your party's extension, you may",
+         None),
+        ("Thank you for calling", "premier provider of perfect products", None),  # nothing shared
+    ],
+)  # fmt: skip
+def test_a_windowed_hypothesis_is_placed_only_where_it_meets_the_committed_end(
+    committed: str, windowed: str, after: str | None
+) -> None:
+    placed = continuation(committed.split(), windowed.split(), windowed=True)
+    assert placed == (None if after is None else after.split())
+
+
 def words(text: str) -> list[str]:
     return text.split()
 
