@@ -57,9 +57,9 @@ RECORDED = ("en", "es", "fr", "it")
 
 @cache
 def continuous_reading(lang: str, seconds: float, breath_s: float = 0.25) -> tuple[Float32Audio, list[str]]:
-    """Recorded prompts read one after another, a breath apart (shorter than the VAD's hangover, so
-    the utterances run long, as a person reading aloud does), until ``seconds`` are filled; the audio
-    and what each prompt says."""
+    """Recorded prompts read one after another, ``breath_s`` apart, until ``seconds`` are filled; the
+    audio and what each prompt says. A breath shorter than the VAD's hangover makes the utterances run
+    long, as a person reading aloud does; a pause longer than it makes each prompt its own utterance."""
     pieces: list[Float32Audio] = []
     said: list[str] = []
     breath = np.zeros(int(breath_s * SAMPLE_RATE), np.float32)

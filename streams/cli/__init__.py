@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         help="load: numbers of rooms speaking at once (1,2,4,6,8,12); soak: rooms at once (4); captions: (1,6)",
     )
     bench.add_argument("--seconds", type=float, default=44.0, help="captions: how long the reading is")
+    bench.add_argument(
+        "--pause", type=float, default=0.25,
+        help="captions: silence between prompts (0.25: a breath, one long utterance; 1.5: prompts said one by one)",
+    )  # fmt: skip
     bench.add_argument("--minutes", type=float, default=30.0, help="soak, idle: how long (idle: 1)")
     bench.add_argument(
         "--language", default="en", choices=["en", "es"], help="load, soak, captions: the speakers' language"

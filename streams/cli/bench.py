@@ -133,13 +133,14 @@ def _bench_captions(args: argparse.Namespace) -> None:
     from streams.cli.bench_captions import read_aloud, summarize
 
     settings = get_settings()
-    audio, said = continuous_reading(args.language, args.seconds)
+    audio, said = continuous_reading(args.language, args.seconds, args.pause)
     recognizer = load_recognizer(settings)
     words = word_timings(recognizer, audio, args.language)
     offline_text = " ".join(w for _, _, w in words)
     del recognizer  # the bench process's copy of the model: its memory is the workers' now
     offline_wer = word_error_rate([" ".join(said)], [offline_text])
-    print(f"reading: {len(audio) / 16_000:.1f} s, {len(words)} words timed offline, offline WER {offline_wer:.3f}")
+    print(f"reading: {len(audio) / 16_000:.1f} s, {len(said)} prompts {args.pause} s apart, {len(words)} words timed "
+          f"offline, offline WER {offline_wer:.3f}")  # fmt: skip
     with settled_system(settings) as system:
         for rooms in [int(n) for n in (args.rooms or "1,6").split(",")]:
             streams = asyncio.run(read_aloud(system.url, system.secret, rooms, to_pcm16(audio), args.language))
