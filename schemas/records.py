@@ -114,8 +114,9 @@ class AudioFrame(Record):
     end_of_utterance: bool = False
 
 
-class Transcript(Record):
-    """A partial or final recognition of one utterance (topic ``text.original``)."""
+class SpokenText(Record):
+    """What one speaker said in one utterance, as text in one language: the fields a transcript and
+    its translations share, so a caption is rendered from either."""
 
     speaker_id: str
     utterance_id: str
@@ -135,7 +136,16 @@ class Transcript(Record):
     """Wall-clock time of the last audio this hypothesis covers: end-to-end latency starts here."""
 
 
-class Translation(Transcript):
+class Transcript(SpokenText):
+    """A partial or final recognition of one utterance, in the language it was spoken (topic
+    ``text.original``)."""
+
+    @property
+    def source_language(self) -> str:
+        return self.language
+
+
+class Translation(SpokenText):
     """A transcript rendered in one listening language (topic ``text.translated``).
 
     ``language`` equals ``target_language``, so captions route on one field.
@@ -178,7 +188,7 @@ class UtteranceDropped(Record):
     speech_ended_at: float
 
     @classmethod
-    def of(cls, record: Transcript | SynthesizedAudio, stage: str, reason: DropReason) -> UtteranceDropped:
+    def of(cls, record: SpokenText | SynthesizedAudio, stage: str, reason: DropReason) -> UtteranceDropped:
         return cls(
             room_id=record.room_id,
             timings=record.timings,

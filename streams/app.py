@@ -32,7 +32,7 @@ from schemas import DeadLetter, RoomEvent, StageLoad, decode, encode
 from streams import metrics
 from streams.broker import ensure_topics
 from streams.policy import ErrorPolicy
-from streams.rooms import RoomState, apply_event, present
+from streams.rooms import RoomState, apply_event, from_table, present, to_table
 from streams.settings import Settings
 from streams.stage import StageTransform
 from streams.stage_loop import StageLoop
@@ -214,10 +214,10 @@ class StageApp(faust.App):
                     assert stream.current_event is not None
                     await self.policy.dead_letter(stream.current_event.message, exc, attempts=1)
                     continue
-                table[event.room_id] = apply_event(table[event.room_id], event, lease_s)
+                table[event.room_id] = to_table(apply_event(from_table(table[event.room_id]), event, lease_s))
 
         def lookup(room_id: str) -> RoomState:
-            return present(dict(table[room_id]), time.time(), lease_s)
+            return present(from_table(table[room_id]), time.time(), lease_s)
 
         return lookup
 

@@ -17,7 +17,7 @@ import srt
 import webvtt
 from webvtt.models import Timestamp
 
-from schemas import RoomEvent, RoomEventKind, Transcript
+from schemas import RoomEvent, RoomEventKind, SpokenText
 
 FORMATS = ("vtt", "srt", "json", "txt")
 
@@ -48,7 +48,7 @@ def subtitles(
     room_id: str,
     language: str | None,
     events: Iterable[RoomEvent],
-    finals: Iterable[Transcript],
+    finals: Iterable[SpokenText],
     started_at: float | None = None,
     replay_id: str | None = None,
 ) -> Subtitles:
@@ -58,7 +58,7 @@ def subtitles(
     """
     events = list(events)
     names = {e.user_id: e.name for e in events if e.name and e.kind is not RoomEventKind.LEFT}
-    latest: dict[str, Transcript] = {}
+    latest: dict[str, SpokenText] = {}
     for final in finals:
         if final.is_final and final.room_id == room_id and (language is None or final.language == language):
             latest[final.utterance_id] = final

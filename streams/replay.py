@@ -24,7 +24,7 @@ from typing import Protocol
 
 from tqdm import tqdm
 
-from schemas import SAMPLE_RATE, AudioFrame, Envelope, RoomEvent, SynthesizedAudio, Transcript, Translation
+from schemas import SAMPLE_RATE, AudioFrame, Envelope, RoomEvent, SpokenText, SynthesizedAudio, Transcript, Translation
 from streams import history
 from streams.export import Subtitles, subtitles
 from streams.topics import AUDIO_RAW, REPLAY_TOPICS, ROOM_EVENTS, TEXT_ORIGINAL, TEXT_TRANSLATED
@@ -180,5 +180,5 @@ async def export(
     return subtitles(room_id, language, events, finals, started_at=since, replay_id=replay_id)
 
 
-def _run_of(logged: history.Logged[Transcript]) -> int:
+def _run_of(logged: history.Logged[SpokenText]) -> int:
     return int(logged.headers.get(REPLAY_RUN_HEADER, b"0"))

@@ -21,7 +21,7 @@ from schemas import (
     Translation,
     UtteranceDropped,
 )
-from streams.rooms import apply_event, listening_languages, present
+from streams.rooms import RoomState, apply_event, from_table, listening_languages, present, to_table
 from web import auth
 from web.admission import Admission, PipelineLoad
 from web.ingest import BadFrame, FrameGrouper, check_frame
@@ -219,11 +219,13 @@ def test_room_state_is_a_fold_over_events() -> None:
     def event(kind: RoomEventKind, session: str, listen: str, speak: str | None = "en") -> RoomEvent:
         return RoomEvent(room_id="r", kind=kind, session_id=session, user_id=session, speak=speak, listen=listen, at=0)
 
-    state: dict[str, dict[str, object]] = {}
+    state: RoomState = {}
     state = apply_event(state, event(RoomEventKind.JOINED, "a", "en"), LEASE_S)
     state = apply_event(state, event(RoomEventKind.JOINED, "b", "es"), LEASE_S)
     state = apply_event(state, event(RoomEventKind.LANGUAGES_CHANGED, "b", "de"), LEASE_S)
     assert listening_languages(state) == {"en", "de"}
+    stored = json.loads(json.dumps(to_table(state)))  # the rooms table keeps JSON
+    assert from_table(stored) == state and stored["b"]["listen"] == "de"
     state = apply_event(state, event(RoomEventKind.LEFT, "a", "en"), LEASE_S)
     assert listening_languages(state) == {"de"}
 

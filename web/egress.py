@@ -18,7 +18,7 @@ from typing import cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import Envelope, Record, StageLoad, SynthesizedAudio, Transcript, TranscriptionUpdate, Translation, decode
+from schemas import Envelope, Record, StageLoad, SynthesizedAudio, Transcript, TranscriptionUpdate, decode
 from streams import metrics
 from streams.broker import topic_partitions
 from streams.history import seek_to_start
@@ -120,7 +120,7 @@ class Egress(Background):
 
 def _observe(record: Record, now: float) -> None:
     metrics.observe_last_stage(record)
-    if isinstance(record, Transcript) and record.is_final and not isinstance(record, Translation):
+    if isinstance(record, Transcript) and record.is_final:
         metrics.END_TO_END.labels("final_caption").observe(now - record.speech_ended_at)
     if isinstance(record, SynthesizedAudio) and record.chunk_index == 0:
         metrics.END_TO_END.labels("first_audio").observe(now - record.speech_ended_at)

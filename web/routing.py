@@ -95,20 +95,18 @@ class Connection:
     """(speaker, their language) pairs this listener was told it cannot be served in its language."""
 
 
-def caption_message(record: Transcript, backlog: bool = False) -> str:
-    source = record.source_language if isinstance(record, Translation) else record.language
+def caption_message(record: Transcript | Translation, backlog: bool = False) -> str:
     return render(Caption(speaker_id=record.speaker_id, utterance_id=record.utterance_id, language=record.language,
-                          source_language=source, text=record.text, tentative=record.tentative,
+                          source_language=record.source_language, text=record.text, tentative=record.tentative,
                           is_final=record.is_final, timestamp_ms=int(record.speech_ended_at * 1000),
                           backlog=backlog))  # fmt: skip
 
 
 def participants_message(state: RoomState) -> str:
     """Speakers of the room (captions-only viewers are not participants), one entry per user."""
-    people = {p["user_id"]: p for p in state.values() if p["speak"]}
-    listing = [
-        Participant(**{k: p[k] for k in ("user_id", "name", "speak", "listen")}) for _, p in sorted(people.items())
-    ]
+    people = {p.user_id: p for p in state.values() if p.speak}
+    fields = {"user_id", "name", "speak", "listen"}
+    listing = [Participant(**p.model_dump(include=fields)) for _, p in sorted(people.items())]
     return render(Participants(participants=listing))
 
 
@@ -127,7 +125,7 @@ def is_repeat(progress: _Progress, record: Record) -> bool:
     once: after a crash a worker redoes what its predecessor had not committed, so the same final, a
     partial older than one shown, a synthesized chunk (a second ``audio_start``) or the announcement
     of an utterance that was delivered can come again. Sockets see each once."""
-    if isinstance(record, Transcript):
+    if isinstance(record, Transcript | Translation):
         if progress.final or (not record.is_final and record.revision <= progress.revision):
             return True
         progress.revision, progress.final = record.revision, record.is_final
@@ -153,7 +151,7 @@ class Router:
         self._reachable = reachable
         self._connections: dict[str, set[Connection]] = {}
         self.rooms: dict[str, RoomState] = {}
-        self._recent: dict[str, deque[Transcript]] = {}
+        self._recent: dict[str, deque[Transcript | Translation]] = {}
         self._delivered: dict[str, dict[tuple[str, str], _Progress]] = {}
 
     @property
@@ -189,14 +187,14 @@ class Router:
         A record that is not ``live`` (re-read at start) only updates state."""
         if isinstance(record, RoomEvent):
             return self._room_is(record.room_id, apply_event(self.rooms.get(record.room_id, {}), record, self._lease_s))
-        if isinstance(record, Transcript | SynthesizedAudio | UtteranceDropped):
+        if isinstance(record, Transcript | Translation | SynthesizedAudio | UtteranceDropped):
             progress = self._delivered.setdefault(record.room_id, {}).setdefault(
                 (record.utterance_id, record.language), _Progress()
             )
             if is_repeat(progress, record):
                 metrics.DROPPED.labels("gateway", "duplicate").inc()
                 return []
-        if isinstance(record, Transcript) and record.is_final:
+        if isinstance(record, Transcript | Translation) and record.is_final:
             self._recent.setdefault(record.room_id, deque(maxlen=BACKLOG_CAPTIONS)).append(record)
         if not live:
             return []
@@ -235,7 +233,7 @@ class Router:
     def _unreachable_notices(self, room_id: str, state: RoomState) -> list[tuple[Connection, list[Outgoing]]]:
         """Each local listener is told once of each speaker whose language nothing here translates into
         theirs: they get nothing of that speaker rather than nonsense."""
-        speakers = {(p["user_id"], p["speak"]) for p in state.values() if p["speak"]}
+        speakers = {(p.user_id, p.speak) for p in state.values() if p.speak}
         deliveries: list[tuple[Connection, list[Outgoing]]] = []
         for connection in self.connections(room_id):
             listen = connection.language
@@ -250,12 +248,12 @@ class Router:
 
     def listens_in(self, room_id: str, user_id: str) -> set[str]:
         """The languages a user listens in, over all their connections in the room."""
-        return {p["listen"] for p in self.rooms.get(room_id, {}).values() if p["user_id"] == user_id and p["speak"]}
+        return {p.listen for p in self.rooms.get(room_id, {}).values() if p.user_id == user_id and p.speak}
 
     def _messages_for(self, connection: Connection, record: Record) -> list[Outgoing]:
         if isinstance(record, UtteranceDropped):
             return dropped_messages(connection, record)
-        if isinstance(record, Transcript):
+        if isinstance(record, Transcript | Translation):
             wanted = connection.kind == "captions" and connection.language in (None, record.language)
             return [caption_message(record)] if wanted else []
         if isinstance(record, Signal):
