@@ -6,12 +6,17 @@ pure transform (in ``agents/``) and the one Faust loop that drives every stage
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
-from schemas import Envelope, UtteranceDropped
+from schemas import DropReason, Envelope, UtteranceDropped
 
 InT = TypeVar("InT", bound=Envelope, contravariant=True)
 OutT = TypeVar("OutT", bound=Envelope, covariant=True)
+
+
+SkipReason = Literal["bad_frame", "duplicate", "no_voice", "rate_limited", "unchanged"]
+"""Why a stage passes over an input nobody waits for: a frame it cannot read, one it already worked on,
+a language with no voice, a partial too soon after the last, or one that says nothing new."""
 
 
 class Dropped(Exception):
@@ -21,7 +26,7 @@ class Dropped(Exception):
     listeners): dropped speech is never lost silently.
     """
 
-    def __init__(self, reason: str, *announcements: UtteranceDropped) -> None:
+    def __init__(self, reason: DropReason | SkipReason, *announcements: UtteranceDropped) -> None:
         super().__init__(reason)
         self.reason = reason
         self.announcements = announcements
