@@ -69,7 +69,7 @@ class SttConfig:
     vad_threshold: float = 0.5
     hangover_s: float = 0.5
     max_utterance_s: float = 15.0
-    partial_interval_s: float = 1.0
+    partial_interval_s: float = 0.8
     stale_after_s: float = 10.0
     pre_roll_s: float = 0.2
     speculate_after_s: float = 0.2

@@ -19,7 +19,7 @@ from streams.stage import Dropped, Stateless
 
 @dataclass(frozen=True)
 class TranslateConfig:
-    partial_interval_s: float = 1.0
+    partial_interval_s: float = 0.8
     stale_after_s: float = 10.0
 
     @classmethod

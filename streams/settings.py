@@ -156,7 +156,10 @@ class Settings(BaseSettings):
     )
     max_utterance_s: float = Field(15.0, gt=1, description="Longer speech is cut at its quietest point.")
     partial_interval_s: float = Field(
-        1.0, gt=0, description="New audio between two partial hypotheses of one utterance."
+        0.8,
+        gt=0,
+        description="New audio between two partial hypotheses of one utterance (a word is committed when two "
+        "agree: 0.8 s against 1.0 s took committed words' p50 from 1.87 to 1.56 s, at the same capacity).",
     )
     stale_after_s: float = Field(
         10.0,
