@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -107,13 +108,15 @@ async def test_audio_faster_than_real_time_and_command_floods_are_refused(
     await ws.close()
 
 
-def test_readiness_waits_for_every_stage_while_health_only_says_up() -> None:
+def test_readiness_waits_for_every_stage_while_health_only_says_up(tmp_path: Path) -> None:
     """A gateway on a broker with no workers is up (healthz 200) and not ready (readyz 503, per stage)."""
     import urllib.error
     import urllib.request
 
     port = free_port()
-    env = {**os.environ, "DRAGOMAN_PORT": str(port), "DRAGOMAN_JWT_SECRET": "s", "PYTHONUNBUFFERED": "1"}
+    # The broker is killed at the end: its log directory goes with pytest's temporary directory.
+    env = {**os.environ, "DRAGOMAN_PORT": str(port), "DRAGOMAN_JWT_SECRET": "s", "PYTHONUNBUFFERED": "1",
+           "TMPDIR": str(tmp_path)}  # fmt: skip
     with (ARTIFACTS / "bare-gateway.log").open("w") as log:
         broker = subprocess.Popen([sys.executable, "-m", "streams.cli", "broker"], env=env, stdout=subprocess.PIPE,
                                   stderr=log, text=True)  # fmt: skip
