@@ -30,14 +30,15 @@ on short prompts, and 5 s buckets lost words on them (``dragoman bench engines``
 FRAMES_PER_SECOND = 100
 TOKENS_PER_SECOND = 10
 """A bound on decoded tokens per second of audio (speech is 3–5): a looping decoder stops there."""
-EARLY_END_WORDS_PER_S = 1.0
+EARLY_END_TOKENS_PER_S = 1.5
 EARLY_END_AFTER_S = 4.0
 """Without timestamp tokens Whisper's decoder sometimes ends after the first sentence of longer audio:
 tiny.en heard 6 to 15 s of a recorded prompt as "Thank you for calling Super Awesome Company." and
-nothing more, 7 words of up to 40. An utterance has no pause longer than the VAD's hangover, so it holds
-2 to 3 words a second: a hypothesis of fewer than 1 a second over more than 4 s of audio ended early, and
-is decoded again with its own text as the prefix, which the decoder continues (measured: every length
-of that prompt from 6 to 15 s was then heard to its end)."""
+nothing more, 9 text tokens of up to 50. An utterance has no pause longer than the VAD's hangover, so it
+holds 3 to 5 tokens a second, in any script (tokens, not words: Chinese or Japanese has no spaces to
+count): a hypothesis of fewer than 1.5 a second over more than 4 s of audio ended early, and is decoded
+again with its own text as the prefix, which the decoder continues (measured: that prompt from 8 to 15 s
+was then heard to its end)."""
 
 
 def pick_device(device: str) -> str:
@@ -121,9 +122,9 @@ class WhisperRecognizer:
         seconds = len(audio) / SAMPLE_RATE
         budget = int(seconds * TOKENS_PER_SECOND) + 10
 
-        def decode(prompt: list[int]) -> tuple[str, Any]:
+        def decode(prompt: list[int]) -> Any:
             with self._lock:
-                result = model.model.generate(
+                return model.model.generate(
                     features,
                     [prompt],
                     beam_size=1,
@@ -133,9 +134,10 @@ class WhisperRecognizer:
                     return_scores=True,  # length-normalized: the mean log-probability of the tokens
                     return_no_speech_prob=True,
                 )[0]
-            return str(tokenizer.decode(result.sequences_ids[0])).strip(), result  # the prefix included
 
-        text, result = decode(tokens)
-        if text and seconds > EARLY_END_AFTER_S and len(text.split()) < seconds * EARLY_END_WORDS_PER_S:
-            text, result = decode([*tokens, *tokenizer.encode(" " + text)])
+        result = decode(tokens)
+        said = [t for t in result.sequences_ids[0] if t < tokenizer.eot]  # the text's tokens, the prefix's too
+        if said and seconds > EARLY_END_AFTER_S and len(said) < seconds * EARLY_END_TOKENS_PER_S:
+            result = decode([*tokens, *said])
+        text = str(tokenizer.decode(result.sequences_ids[0])).strip()
         return Recognition(text, float(result.no_speech_prob), float(result.scores[0]))
