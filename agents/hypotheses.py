@@ -116,9 +116,10 @@ def continuation(committed: Sequence[str], words: Sequence[str], windowed: bool 
         return list(words)
     runs = _shared_runs(committed, words)
     if windowed:
-        runs = [m for m in runs if m.size >= min(2, len(committed)) and m.a + m.size >= len(committed) - PLACED_WITHIN]
-        return list(words[_end_of_first(committed, runs[-1]) :]) if runs else None
-    if not runs:
+        runs = [m for m in runs if m.size >= min(2, len(committed)) and _reaches_end(committed, m, PLACED_WITHIN)]
+        if not runs:
+            return None
+    elif not runs:
         return list(words[len(committed) :])
     return list(words[_end_of_first(committed, runs[-1]) :])
 
@@ -142,7 +143,7 @@ def overlap(preceding: Sequence[str], words: Sequence[str]) -> int:
     that starts within the first words of ``words`` and reaches the end of ``preceding``. A phrase said
     again later ("please enter your ...") does not count: it starts too late, or ends too early."""
     runs = _shared_runs(preceding, words[: len(preceding) + 3])
-    ending = [m for m in runs if m.a + m.size >= len(preceding) - 1 and m.b <= OVERLAP_STARTS_WITHIN]
+    ending = [m for m in runs if _reaches_end(preceding, m, 1) and m.b <= OVERLAP_STARTS_WITHIN]
     return _end_of_first(preceding, ending[-1]) if ending else 0
 
 
@@ -150,6 +151,11 @@ def _shared_runs(first: Sequence[str], second: Sequence[str]) -> list[difflib.Ma
     """The runs of words two sequences share, compared normalized, in order (difflib)."""
     a, b = [normalize_word(w) for w in first], [normalize_word(w) for w in second]
     return [m for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks() if m.size]
+
+
+def _reaches_end(first: Sequence[str], run: difflib.Match, within: int) -> bool:
+    """Whether ``run`` ends within ``within`` words of the end of ``first``."""
+    return run.a + run.size >= len(first) - within
 
 
 def _end_of_first(first: Sequence[str], run: difflib.Match) -> int:

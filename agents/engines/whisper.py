@@ -136,7 +136,7 @@ class WhisperRecognizer:
                 )[0]
 
         result = decode(tokens)
-        said = [t for t in result.sequences_ids[0] if t < tokenizer.eot]  # the text's tokens, the prefix's too
+        said = [t for t in result.sequences_ids[0] if t < tokenizer.eot]  # text tokens: specials lie above eot
         if said and seconds > EARLY_END_AFTER_S and len(said) < seconds * EARLY_END_TOKENS_PER_S:
             result = decode([*tokens, *said])
         text = str(tokenizer.decode(result.sequences_ids[0])).strip()
