@@ -95,7 +95,11 @@ class Connection:
     """(speaker, their language) pairs this listener was told it cannot be served in its language."""
 
 
-def caption_message(record: Transcript | Translation, backlog: bool = False) -> str:
+CaptionText = Transcript | Translation
+"""What a caption is rendered from: a transcript, or one of its translations."""
+
+
+def caption_message(record: CaptionText, backlog: bool = False) -> str:
     return render(Caption(speaker_id=record.speaker_id, utterance_id=record.utterance_id, language=record.language,
                           source_language=record.source_language, text=record.text, tentative=record.tentative,
                           is_final=record.is_final, timestamp_ms=int(record.speech_ended_at * 1000),
@@ -125,7 +129,7 @@ def is_repeat(progress: _Progress, record: Record) -> bool:
     once: after a crash a worker redoes what its predecessor had not committed, so the same final, a
     partial older than one shown, a synthesized chunk (a second ``audio_start``) or the announcement
     of an utterance that was delivered can come again. Sockets see each once."""
-    if isinstance(record, Transcript | Translation):
+    if isinstance(record, CaptionText):
         if progress.final or (not record.is_final and record.revision <= progress.revision):
             return True
         progress.revision, progress.final = record.revision, record.is_final
@@ -151,7 +155,7 @@ class Router:
         self._reachable = reachable
         self._connections: dict[str, set[Connection]] = {}
         self.rooms: dict[str, RoomState] = {}
-        self._recent: dict[str, deque[Transcript | Translation]] = {}
+        self._recent: dict[str, deque[CaptionText]] = {}
         self._delivered: dict[str, dict[tuple[str, str], _Progress]] = {}
 
     @property
@@ -187,14 +191,14 @@ class Router:
         A record that is not ``live`` (re-read at start) only updates state."""
         if isinstance(record, RoomEvent):
             return self._room_is(record.room_id, apply_event(self.rooms.get(record.room_id, {}), record, self._lease_s))
-        if isinstance(record, Transcript | Translation | SynthesizedAudio | UtteranceDropped):
+        if isinstance(record, CaptionText | SynthesizedAudio | UtteranceDropped):
             progress = self._delivered.setdefault(record.room_id, {}).setdefault(
                 (record.utterance_id, record.language), _Progress()
             )
             if is_repeat(progress, record):
                 metrics.DROPPED.labels("gateway", "duplicate").inc()
                 return []
-        if isinstance(record, Transcript | Translation) and record.is_final:
+        if isinstance(record, CaptionText) and record.is_final:
             self._recent.setdefault(record.room_id, deque(maxlen=BACKLOG_CAPTIONS)).append(record)
         if not live:
             return []
@@ -253,7 +257,7 @@ class Router:
     def _messages_for(self, connection: Connection, record: Record) -> list[Outgoing]:
         if isinstance(record, UtteranceDropped):
             return dropped_messages(connection, record)
-        if isinstance(record, Transcript | Translation):
+        if isinstance(record, CaptionText):
             wanted = connection.kind == "captions" and connection.language in (None, record.language)
             return [caption_message(record)] if wanted else []
         if isinstance(record, Signal):
