@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from schemas import Envelope, UtteranceDropped, decode, encode
 from streams import metrics
@@ -63,9 +63,11 @@ class StageLoop:
         self._app.timer(EXPIRE_EVERY_S)(self._expire)
         self._app.on_partitions_assigned.connect(self._rebalanced)
 
-    async def _rebalanced(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    async def _rebalanced(self, sender: Any, assigned: set[TP], /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Partitions assigned: the rebalance is over, and the backlog comes first."""
         self._rebalanced_at = time.time()
+        owned = sorted(tp.partition for tp in assigned if tp.topic == self._source.name)
+        log.info("%s: assigned partitions %s of %s", self._stage, owned, self._source.name)
 
     async def send(self, record: Envelope, received_at: float, compute_s: float) -> None:
         """Stamp ``record`` with this stage's timing and send it to its record type's topic."""

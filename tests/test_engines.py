@@ -110,7 +110,7 @@ def test_a_long_utterance_is_heard_past_its_first_sentence(tiny: WhisperRecogniz
     audio = prompt_audio("en", "basic-pbx-ivr-main")
     voiced = np.flatnonzero(np.abs(audio) > 0.02 * np.abs(audio).max())
     heard = normalize_text(tiny.transcribe(audio[voiced[0] :][: seconds * 16_000], "en").text).split()
-    assert heard[:7] == "thank you for calling super awesome company".split()
+    assert heard[:7] == ["thank", "you", "for", "calling", "super", "awesome", "company"]
     assert len(heard) >= 2 * seconds, heard  # it goes on: "... premier provider of the perfect products, if you"
 
 

@@ -45,7 +45,7 @@ def timeline(room: Room, killed_at: float) -> str:
     return "\n".join(
         f"utterance {i}: ended {u.ended_at - killed_at:+.1f} s from the kill; final {after(u.ended_at, u.final_at)}, "
         f"translation {after(u.ended_at, u.translated_at)}, speech {after(u.ended_at, u.audio_ended_at)}, "
-        f"announced {sorted(u.announced)}"
+        f"announced {sorted(u.announced)}{', speaker told it was dropped' if room.told_dropped(u) else ''}"
         for i, u in enumerate(room.utterances)
     )
 

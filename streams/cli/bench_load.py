@@ -17,10 +17,11 @@ silence, and the bench knows when it sent its last sample). Measured:
   behind, skips them so that finals come first);
 - announced: utterances whose original was announced as dropped (``dropped``);
 - refused: utterances of speakers refused with ``overloaded`` at admission;
-- told unavailable: utterances whose speaker was told ``unavailable`` while saying them (the broker
-  took no records, so what the speaker sent was dropped, as PROTOCOL.md says);
+- told unavailable / told rate limited: utterances whose speaker was told, while saying them, that
+  what it sent was dropped, as PROTOCOL.md says: ``unavailable`` (the broker took no records) or
+  ``rate_limited`` (a client held up sends what it owes at once, past the burst allowance);
 - missing, for the original final, its translation and its translated speech (through
-  ``audio_end``): neither delivered nor announced (nor told unavailable). Silent loss, which must be zero;
+  ``audio_end``): neither delivered nor announced (nor told dropped). Silent loss, which must be zero;
 - STT CPU: the speech worker's CPU seconds per second (its ``/metrics``).
 
 Capacity is the largest N whose final-caption p90 stays within 1.5× that of
@@ -44,7 +45,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,8 @@ PAUSE_S = 1.5
 DRAIN_S = 8.0
 """How long the bench waits after the last utterance for late results."""
 CAPACITY_FACTOR = 1.5
+AUDIO_DROPPED = ("unavailable", "rate_limited")
+"""The errors that tell a speaker that audio it sent was dropped (PROTOCOL.md)."""
 
 
 def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
@@ -74,9 +77,9 @@ def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
 @dataclass
 class Utterance:
     started_at: float = 0.0
-    """Wall-clock time of its first sample of speech."""
+    """Wall-clock time of its first sample of speech (as sent; 0 until then)."""
     ended_at: float = 0.0
-    """Wall-clock time of its last sample of speech."""
+    """Wall-clock time of its last sample of speech (as sent; 0 until then)."""
     final_at: float | None = None
     translated_at: float | None = None
     first_audio_at: float | None = None
@@ -92,12 +95,17 @@ class Room:
     speak: str
     listen: str
     refused: bool = False
-    unavailable_at: list[float] = field(default_factory=list)
-    """When the speaker was told ``unavailable`` (the broker took no records: what it sent was dropped)."""
+    told: dict[str, list[float]] = field(default_factory=lambda: {code: [] for code in AUDIO_DROPPED})
+    """Per error code of :data:`AUDIO_DROPPED`: when the speaker was told it."""
     ids: dict[str, int] = field(default_factory=dict)
     """utterance id (from the pipeline) → index of the utterance it belongs to."""
     partials: Counter[str] = field(default_factory=Counter)
     """utterance id → partial captions of it received (skipped first when speech recognition is behind)."""
+
+    def told_dropped(self, utterance: Utterance, codes: Iterable[str] = AUDIO_DROPPED) -> bool:
+        """Its speaker was told while saying it (or just after) that what it sent was dropped."""
+        return any(utterance.started_at - 1.0 <= at <= utterance.ended_at + 3.0 for code in codes
+                   for at in self.told[code])  # fmt: skip
 
     def index_of(self, timestamp_ms: int) -> int | None:
         """The utterance whose speech ended closest before a caption's ``timestamp_ms`` (end of speech)."""
@@ -127,13 +135,19 @@ async def _speak(ws: aiohttp.ClientWebSocketResponse, room: Room, speech: Sequen
     sent_s = 0.0  # seconds of audio sent so far: frame k goes out when its last sample is "captured"
     for utterance, pcm in zip(room.utterances, speech, strict=True):
         stream = pcm + b"\0" * int(PAUSE_S * SAMPLE_RATE * 2)
-        utterance.started_at = started + sent_s
-        utterance.ended_at = started + sent_s + len(pcm) / 2 / SAMPLE_RATE
         for offset in range(0, len(stream), FRAME_BYTES):
             frame = stream[offset : offset + FRAME_BYTES]
             sent_s += len(frame) / 2 / SAMPLE_RATE
             await asyncio.sleep(max(0.0, started + sent_s - time.time()))
+            # A sample's time is when its frame actually went out, not when it was due: a client held up
+            # (a busy machine) sends late, the gateway stamps what it receives, and the captions are
+            # matched to utterances by those stamps.
+            sent_at = time.time()
             await ws.send_bytes(frame)
+            if offset == 0:
+                utterance.started_at = sent_at - len(frame) / 2 / SAMPLE_RATE
+            if offset < len(pcm) <= offset + len(frame):
+                utterance.ended_at = sent_at - (offset + len(frame) - len(pcm)) / 2 / SAMPLE_RATE
 
 
 async def _listen(ws: aiohttp.ClientWebSocketResponse, room: Room, kind: str) -> None:
@@ -143,8 +157,8 @@ async def _listen(ws: aiohttp.ClientWebSocketResponse, room: Room, kind: str) ->
         event, now = json.loads(message.data), time.time()
         if kind == "speaker" and event.get("type") == "error" and event.get("code") == "overloaded":
             room.refused = True
-        elif kind == "speaker" and event.get("type") == "error" and event.get("code") == "unavailable":
-            room.unavailable_at.append(now)
+        elif kind == "speaker" and event.get("type") == "error" and event.get("code") in AUDIO_DROPPED:
+            room.told[event["code"]].append(now)
         elif event.get("event") in ("caption", "dropped"):
             _on_caption(room, event, now)
         elif event.get("type") in ("audio_start", "audio_end") and event["utterance_id"] in room.ids:
@@ -224,13 +238,9 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
     translated = [u.translated_at - u.ended_at for r in admitted for u in r.utterances if u.translated_at]
     partials = [r.partials[utterance_id] for r in admitted for utterance_id in r.ids]
 
-    def told_unavailable(room: Room, u: Utterance) -> bool:
-        """Its speaker was told ``unavailable`` while saying it (or just after): what it sent was dropped."""
-        return any(u.started_at - 1.0 <= at <= u.ended_at + 3.0 for at in room.unavailable_at)
-
     def missing(delivered: Callable[[Utterance], float | None], announced_in: Callable[[Room], set[str]]) -> int:
         return sum(1 for r in admitted for u in r.utterances if delivered(u) is None
-                   and not u.announced & announced_in(r) and not told_unavailable(r, u))  # fmt: skip
+                   and not u.announced & announced_in(r) and not r.told_dropped(u))  # fmt: skip
 
     return {
         "rooms": len(rooms),
@@ -248,7 +258,7 @@ def summarize(rooms: list[Room], cpu_cores: float | None) -> dict[str, object]:
         "audio_missing": missing(lambda u: u.audio_ended_at, lambda r: {r.speak, r.listen}),
         "announced": sum(1 for r in admitted for u in r.utterances if r.speak in u.announced and u.final_at is None),
         "refused": sum(len(r.utterances) for r in rooms if r.refused),
-        "told_unavailable": sum(1 for r in admitted for u in r.utterances if told_unavailable(r, u)),
+        **{f"told_{c}": sum(r.told_dropped(u, [c]) for r in admitted for u in r.utterances) for c in AUDIO_DROPPED},
         "stt_cpu_cores": None if cpu_cores is None else round(cpu_cores, 2),
     }
 
