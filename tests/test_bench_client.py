@@ -1,0 +1,47 @@
+"""The bench's client (`streams.cli.bench_load`) judges what arrived by what it actually sent and
+what it was told: a client held up sends late, and its captions are stamped late."""
+
+from __future__ import annotations
+
+import time
+
+from schemas import SAMPLE_RATE
+from streams.cli.bench_load import FRAME_BYTES, PAUSE_S, Room, Utterance, _speak, summarize
+
+
+class HeldUpSocket:
+    """A socket whose client is held up (its event loop blocked) for ``stall_s`` before frame ``at``."""
+
+    def __init__(self, at: int, stall_s: float) -> None:
+        self.sent: list[float] = []
+        self._at, self._stall_s = at, stall_s
+
+    async def send_bytes(self, frame: bytes) -> None:
+        if len(self.sent) == self._at:
+            time.sleep(self._stall_s)  # blocks the loop, as a busy machine does
+        self.sent.append(time.time())
+
+
+async def test_an_utterance_is_timed_as_sent_when_the_client_is_held_up() -> None:
+    speech = [b"\1\0" * int(0.35 * SAMPLE_RATE)] * 2  # 0.35 s each: the last speech frame is half silence
+    room = Room("r", [Utterance() for _ in speech], "en", "es")
+    first_stream = len(speech[0]) + int(PAUSE_S * SAMPLE_RATE * 2)
+    per_utterance = -(-first_stream // FRAME_BYTES)
+    # Held up for a second while sending the frame before the second utterance's last speech frame.
+    socket = HeldUpSocket(at=per_utterance + 2, stall_s=1.0)
+    started = time.time()
+    await _speak(socket, room, speech, 0.0)  # type: ignore[arg-type]
+    first, second = room.utterances
+    assert abs(first.started_at - (socket.sent[0] - FRAME_BYTES / 2 / SAMPLE_RATE)) < 0.01
+    assert abs(first.ended_at - (socket.sent[3] - 0.05)) < 0.01  # 4th frame: 0.05 s of speech, then silence
+    due = started + (first_stream + len(speech[1])) / 2 / SAMPLE_RATE
+    assert second.ended_at - due > 0.8  # sent 0.9 s late (a second, less the 0.1 s it was due after the stall)
+
+
+def test_an_utterance_whose_speaker_was_told_its_audio_was_dropped_is_not_missing() -> None:
+    told, silent = Utterance(started_at=10.0, ended_at=12.0), Utterance(started_at=20.0, ended_at=22.0)
+    room = Room("r", [told, silent], "en", "es")
+    room.told["rate_limited"].append(11.5)
+    outcome = summarize([room], None)
+    assert (outcome["told_rate_limited"], outcome["told_unavailable"]) == (1, 0)
+    assert outcome["finals_missing"] == 1  # the other one was lost silently
