@@ -63,9 +63,11 @@ class StageLoop:
         self._app.timer(EXPIRE_EVERY_S)(self._expire)
         self._app.on_partitions_assigned.connect(self._rebalanced)
 
-    async def _rebalanced(self, sender: Any, assigned: set[TP], /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """Partitions assigned: the rebalance is over, and the backlog comes first."""
+    async def _rebalanced(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Partitions assigned (``args[0]``, every one this worker now has): the rebalance is over, and
+        the backlog comes first."""
         self._rebalanced_at = time.time()
+        assigned: set[TP] = args[0]
         owned = sorted(tp.partition for tp in assigned if tp.topic == self._source.name)
         log.info("%s: assigned partitions %s of %s", self._stage, owned, self._source.name)
 
