@@ -1,9 +1,13 @@
-"""Gateway pieces without sockets: token checks, frame grouping, routing, the bounded outbox, room state."""
+"""Gateway pieces without sockets: token checks, frame grouping, routing, the bounded outbox, room state,
+the outage notice."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
+from typing import cast
 
 import jwt
 import pytest
@@ -24,7 +28,8 @@ from schemas import (
 from streams.rooms import RoomState, apply_event, from_table, listening_languages, present, to_table
 from web import auth
 from web.admission import Admission, PipelineLoad
-from web.ingest import BadFrame, FrameGrouper, check_frame
+from web.ingest import BadFrame, FrameGrouper, Ingest, check_frame
+from web.outage import CHECK_EVERY_S, OutageNotice
 from web.routing import Connection, Outbox, Router
 
 K = "test-secret-of-at-least-32-bytes!"
@@ -213,6 +218,52 @@ async def test_a_full_outbox_drops_the_oldest_audio_and_says_so() -> None:
     assert b"audio-1" not in got and b"audio-3" in got
     assert any(isinstance(m, str) and json.loads(m).get("code") == "overloaded" for m in got)
     assert outbox.dropped == 1
+
+
+class BrokerThatComesBack:
+    """An ingest as the outage notice sees it: records are lost on demand while it looks available,
+    as when one fails and the next gets through before anyone looked."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.down = False
+
+    def available(self, now: float) -> bool:
+        return not self.down
+
+
+async def _errors(outbox: Outbox) -> list[str]:
+    """The error codes queued on ``outbox`` so far."""
+    codes = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            message = await asyncio.wait_for(outbox.get(), 0.05)
+            codes.append(json.loads(message)["code"])
+    return codes
+
+
+async def test_records_lost_are_told_even_when_the_broker_was_back_before_anyone_looked() -> None:
+    router, ingest = Router(LEASE_S), BrokerThatComesBack()
+    listener = Connection("audio", "r", "s1", "ana", "en")
+    router.add(listener)
+    notice = OutageNotice(router, cast(Ingest, ingest))
+    await notice.start()
+    try:
+        await asyncio.sleep(CHECK_EVERY_S / 2)
+        ingest.lost += 1  # a record failed; the next one was delivered
+        await asyncio.sleep(CHECK_EVERY_S * 2)
+        assert await _errors(listener.outbox) == ["unavailable"]
+        ingest.down = True  # a real outage: told once, however long it lasts or loses
+        ingest.lost += 5
+        await asyncio.sleep(CHECK_EVERY_S * 3)
+        ingest.lost += 5
+        await asyncio.sleep(CHECK_EVERY_S * 2)
+        assert await _errors(listener.outbox) == ["unavailable"]
+        ingest.down = False
+        await asyncio.sleep(CHECK_EVERY_S * 2)
+        assert await _errors(listener.outbox) == []  # back, and nothing lost since
+    finally:
+        await notice.stop()
 
 
 def test_room_state_is_a_fold_over_events() -> None:

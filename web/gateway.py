@@ -7,6 +7,7 @@ report (readiness and admission), and the file transcriptions waiting on results
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -70,10 +71,8 @@ class Gateway:
     async def publish(self, *records: Envelope) -> None:
         """Records from a client socket, to ingest. While the broker is not taking records they are
         dropped and counted (:mod:`web.outage` tells the clients); the socket stays open."""
-        try:
+        with contextlib.suppress(BrokerUnavailable):
             await self.ingest.produce(*records)
-        except BrokerUnavailable:
-            metrics.DROPPED.labels("gateway", "unavailable").inc(len(records))
 
     def connection(
         self, kind: ConnectionKind, room_id: str, user_id: str, language: str | None, session_id: str | None = None

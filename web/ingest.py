@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas import SAMPLE_RATE, AudioFrame, Envelope, encode
+from streams import metrics
 from streams.topics import BY_RECORD
 
 log = logging.getLogger(__name__)
@@ -106,13 +107,22 @@ a partition's leader takes to move when its broker dies (2.0–2.3 s on the thre
 records waiting for a new leader are late, not lost."""
 QUEUE_WAIT_S = 2.0
 """The longest a socket waits for the producer to queue a record (for topic metadata, or for room in a
-full batch). Long enough for a partition to get a new leader when its broker dies (2.0 s measured on
-the three-broker test cluster, which fences a broker after 2 s), and within the audio a client may
-send ahead of real time (``audio_burst_s``, 3 s): a socket that waits is not reading its client, whose
-audio then arrives in a burst."""
+full batch). Within the audio a client may send ahead of real time (``audio_burst_s``, 3 s): a socket
+that waits is not reading its client, whose audio then arrives in a burst."""
+BATCH_BYTES = 1_000_000
+"""What a partition's records may queue to while it has no leader. aiokafka queues one batch per
+partition and blocks ``send`` once it is full: at its default of 16 KiB that is 0.4 s of one speaker's
+audio (an ``audio.raw`` record of 100 ms is 3.5 KB), so a controller failover (3.7–4.5 s on the
+three-broker test cluster) blocked sockets and dropped the speech in them. 1 MB, under the broker's
+default ``message.max.bytes`` (1,048,588), holds 28 speaker-seconds: ``DELIVERY_TIMEOUT_S`` of five
+speakers on one partition, delivered late rather than lost. With ``linger_ms=0`` a batch is this large
+only while it waits."""
+PROBE_EVERY_S = 1.0
+"""While the broker is away, one record is let through this often to find out that it is back: what a
+speaker says after the broker is back and before the next probe is dropped."""
 PROBE_WAIT_S = 0.5
-"""What a probe waits to be queued while the broker is away: probes come every ``STALL_S``, and a
-socket blocked for ``QUEUE_WAIT_S`` each time would send its client's audio on in bursts past
+"""What a probe waits to be queued while the broker is away, rather than ``QUEUE_WAIT_S``: a socket
+blocked that long every ``PROBE_EVERY_S`` would send its client's audio on in bursts past
 ``audio_burst_s``."""
 
 
@@ -134,6 +144,10 @@ class Ingest:
         """The last record failed (to queue, or to be delivered): the broker is away until one is delivered."""
         self._probe_at = 0.0
         """While the broker is away, one record is let through at a time from then, to find out that it is back."""
+        self.lost = 0
+        """Records dropped so far: refused, or sent and never delivered. A loss is a loss even when the
+        broker is back before anyone looked (:mod:`web.outage` tells clients by this, not only by
+        :meth:`available`)."""
 
     @property
     def running(self) -> bool:
@@ -146,6 +160,7 @@ class Ingest:
             acks="all",  # every in-sync replica: a leader killed after acking loses nothing
             enable_idempotence=self._idempotent,
             request_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000),
+            max_batch_size=BATCH_BYTES,
         )
         await self._producer.start()
 
@@ -167,30 +182,38 @@ class Ingest:
         """Send without waiting for delivery; the in-flight count is what overload is judged by.
 
         Raises :class:`BrokerUnavailable`, sending nothing more, while the broker is not taking
-        records (but for one probe every ``STALL_S``), and within ``QUEUE_WAIT_S`` when the producer
+        records (but for one probe every ``PROBE_EVERY_S``), and within ``QUEUE_WAIT_S`` when the producer
         cannot even queue one.
         """
         assert self._producer is not None, "ingest is not started"
-        for record in records:
+        for sent, record in enumerate(records):
             now = time.time()
             wait_s = QUEUE_WAIT_S
             if not self.available(now):
                 if now < self._probe_at:
+                    self._lose(len(records) - sent)
                     raise BrokerUnavailable(f"the broker has taken no record for {STALL_S:g} s")
-                self._probe_at, wait_s = now + STALL_S, PROBE_WAIT_S
+                self._probe_at, wait_s = now + PROBE_EVERY_S, PROBE_WAIT_S
             topic = BY_RECORD[type(record)].name
             try:
                 async with asyncio.timeout(wait_s):
                     delivery = await self._producer.send(topic, key=record.key.encode(), value=encode(record))
             except (KafkaError, TimeoutError) as exc:
                 self._failed = True
+                self._lose(len(records) - sent)
                 raise BrokerUnavailable(repr(exc)) from exc
             self._pending[delivery] = time.time()
             delivery.add_done_callback(self._delivered)
 
+    def _lose(self, records: int) -> None:
+        self.lost += records
+        metrics.DROPPED.labels("gateway", "unavailable").inc(records)
+
     def _delivered(self, delivery: asyncio.Future[Any]) -> None:
         del self._pending[delivery]
         failed = delivery.cancelled() or delivery.exception() is not None
+        if failed:
+            self._lose(1)
         if failed and not self._failed:
             log.error("the broker is not taking records: %r", None if delivery.cancelled() else delivery.exception())
         elif self._failed and not failed:

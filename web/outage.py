@@ -3,7 +3,8 @@
 While the broker takes no records (see :meth:`~web.ingest.Ingest.available`), what clients send is
 dropped and nothing new reaches them. Every socket on this gateway is told so once, with an
 ``unavailable`` error, when the outage begins, and stays open: captions and speech resume by
-themselves when the broker is back.
+themselves when the broker is back. Records lost while the broker looked available (one failed, and
+the next got through before this looked) are an outage too, however short: told the same way.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ class OutageNotice(Background):
         self._ingest = ingest
 
     async def _forever(self) -> None:
-        told = False
+        told, lost = False, self._ingest.lost
         while True:
             available = self._ingest.available(time.time())
-            if not available and not told:
+            if (not available or self._ingest.lost > lost) and not told:
                 log.error("the broker is unreachable: telling every client")
                 for room_id in self._router.local_room_ids:
                     for connection in self._router.connections(room_id):
                         connection.outbox.put(error("unavailable", UNAVAILABLE))
-            told = not available
+            told, lost = not available, self._ingest.lost
             await asyncio.sleep(CHECK_EVERY_S)
