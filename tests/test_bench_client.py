@@ -1,5 +1,6 @@
 """The bench's client (`streams.cli.bench_load`) judges what arrived by what it actually sent and
-what it was told: a client held up sends late, and its captions are stamped late."""
+what it was told: a client held up sends late, and its captions are stamped late; a speaker told
+``unavailable`` is in that outage until its speech is served again."""
 
 from __future__ import annotations
 
@@ -45,3 +46,16 @@ def test_an_utterance_whose_speaker_was_told_its_audio_was_dropped_is_not_missin
     outcome = summarize([room], None)
     assert (outcome["told_rate_limited"], outcome["told_unavailable"]) == (1, 0)
     assert outcome["finals_missing"] == 1  # the other one was lost silently
+
+
+def test_an_outage_lasts_for_the_client_until_its_speech_is_served_again() -> None:
+    """Told ``unavailable`` once, in a pause (PROTOCOL.md: once per episode, what is sent meanwhile is
+    dropped): the next utterance is in the outage; one after a caption of speech sent after the tell
+    has arrived is not, nor is one that ended long before the tell."""
+    before, dropped, served, after = (Utterance(started_at=t, ended_at=t + 2.0) for t in (0.0, 10.0, 14.0, 20.0))
+    room = Room("r", [before, dropped, served, after], "en", "es")
+    room.told["unavailable"].append(8.0)  # two seconds before `dropped` began
+    room.heard.append((16.6, 16.0))  # the final of `served`: the outage is over
+    served.final_at = served.translated_at = served.audio_ended_at = 16.6
+    assert [room.told_dropped(u) for u in room.utterances] == [False, True, True, False]
+    assert summarize([room], None)["finals_missing"] == 2  # `before` and `after` were lost silently

@@ -17,9 +17,10 @@ silence, and the bench knows when it sent its last sample). Measured:
   behind, skips them so that finals come first);
 - announced: utterances whose original was announced as dropped (``dropped``);
 - refused: utterances of speakers refused with ``overloaded`` at admission;
-- told unavailable / told rate limited: utterances whose speaker was told, while saying them, that
-  what it sent was dropped, as PROTOCOL.md says: ``unavailable`` (the broker took no records) or
-  ``rate_limited`` (a client held up sends what it owes at once, past the burst allowance);
+- told unavailable / told rate limited: utterances whose speaker was told that what it sent was
+  dropped, as PROTOCOL.md says: ``rate_limited`` while saying them (a client held up sends what it
+  owes at once, past the burst allowance), or ``unavailable`` (the broker took no records) during
+  them or before them in an outage the client has not yet seen end (see :meth:`Room.told_dropped`);
 - missing, for the original final, its translation and its translated speech (through
   ``audio_end``): neither delivered nor announced (nor told dropped). Silent loss, which must be zero;
 - STT CPU: the speech worker's CPU seconds per second (its ``/metrics``).
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 import subprocess
 import threading
@@ -53,6 +55,8 @@ import aiohttp
 import numpy as np
 
 from schemas import SAMPLE_RATE
+from web.ingest import STALL_S
+from web.outage import CHECK_EVERY_S
 
 FRAME_S = 0.1
 FRAME_BYTES = int(SAMPLE_RATE * FRAME_S) * 2
@@ -63,6 +67,9 @@ DRAIN_S = 8.0
 CAPACITY_FACTOR = 1.5
 AUDIO_DROPPED = ("unavailable", "rate_limited")
 """The errors that tell a speaker that audio it sent was dropped (PROTOCOL.md)."""
+TOLD_LATE_S = STALL_S + CHECK_EVERY_S
+"""The latest the gateway tells ``unavailable`` after a record it lost was sent: one not delivered for
+``STALL_S`` is an outage, which :mod:`web.outage` looks for every ``CHECK_EVERY_S``."""
 
 
 def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
@@ -102,10 +109,30 @@ class Room:
     partials: Counter[str] = field(default_factory=Counter)
     """utterance id → partial captions of it received (skipped first when speech recognition is behind)."""
 
+    heard: list[tuple[float, float]] = field(default_factory=list)
+    """(when it arrived, end of speech) of every caption received: when the room's speech was served."""
+
     def told_dropped(self, utterance: Utterance, codes: Iterable[str] = AUDIO_DROPPED) -> bool:
-        """Its speaker was told while saying it (or just after) that what it sent was dropped."""
-        return any(utterance.started_at - 1.0 <= at <= utterance.ended_at + 3.0 for code in codes
-                   for at in self.told[code])  # fmt: skip
+        """Its speaker was told that what it sent of it was dropped.
+
+        ``rate_limited`` refuses frames as they come: it is told while the speaker says them.
+        ``unavailable`` is told once per outage (PROTOCOL.md), up to :data:`TOLD_LATE_S` after what
+        it lost was sent, and what the client sends "meanwhile" is dropped: a client knows the outage
+        is over when speech it sent after being told is served again (a caption of it arrives), so an
+        utterance begun before then is in the outage, however long it lasts.
+        """
+        rate_limited = "rate_limited" in codes and any(
+            utterance.started_at - 1.0 <= at <= utterance.ended_at + 3.0 for at in self.told["rate_limited"]
+        )
+        unavailable = "unavailable" in codes and any(
+            at <= utterance.ended_at + TOLD_LATE_S and self.served_again(at) > utterance.started_at
+            for at in self.told["unavailable"]
+        )
+        return rate_limited or unavailable
+
+    def served_again(self, told_at: float) -> float:
+        """When the first caption of speech that ended after ``told_at`` arrived (infinity: none has)."""
+        return min((arrived for arrived, ended in self.heard if ended > told_at), default=math.inf)
 
     def index_of(self, timestamp_ms: int) -> int | None:
         """The utterance whose speech ended closest before a caption's ``timestamp_ms`` (end of speech)."""
@@ -171,6 +198,8 @@ async def _listen(ws: aiohttp.ClientWebSocketResponse, room: Room, kind: str) ->
 
 def _on_caption(room: Room, event: dict[str, Any], now: float) -> None:
     """A caption or a drop announcement, matched to its utterance by end of speech."""
+    if event["event"] == "caption":
+        room.heard.append((now, event["timestamp_ms"] / 1000))
     index = room.index_of(event["timestamp_ms"])
     if index is None:
         return
