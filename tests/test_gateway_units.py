@@ -1,5 +1,5 @@
 """Gateway pieces without sockets: token checks, frame grouping, routing, the bounded outbox, room state,
-the outage notice."""
+the outage notice, presence."""
 
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ from schemas import (
     UtteranceDropped,
 )
 from streams.rooms import RoomState, apply_event, from_table, listening_languages, present, to_table
+from tests.test_meeting import wait_until
 from web import auth
 from web.admission import Admission, PipelineLoad
-from web.ingest import BadFrame, FrameGrouper, Ingest, check_frame
-from web.outage import CHECK_EVERY_S, OutageNotice
+from web.ingest import BadFrame, BrokerUnavailable, FrameGrouper, Ingest, check_frame
+from web.outage import OutageNotice
+from web.presence import Presence
 from web.routing import Connection, Outbox, Router
 
 K = "test-secret-of-at-least-32-bytes!"
@@ -221,24 +223,31 @@ async def test_a_full_outbox_drops_the_oldest_audio_and_says_so() -> None:
 
 
 class BrokerThatComesBack:
-    """An ingest as the outage notice sees it: records are lost on demand while it looks available,
-    as when one fails and the next gets through before anyone looked."""
+    """An ingest as the outage notice sees it: down on demand, and losing records on demand while it
+    looks available, as when one fails and the next gets through before anyone looked."""
 
     def __init__(self) -> None:
         self.lost = 0
         self.down = False
+        self.looks = 0
 
     def available(self, now: float) -> bool:
+        self.looks += 1
         return not self.down
 
 
+async def _looked(ingest: BrokerThatComesBack, times: int) -> None:
+    """Until the notice has looked at ``ingest`` ``times`` more times (each look is one turn of its loop)."""
+    until = ingest.looks + times
+    await wait_until(lambda: ingest.looks >= until, timeout=30)
+
+
 async def _errors(outbox: Outbox) -> list[str]:
-    """The error codes queued on ``outbox`` so far."""
+    """The error codes queued on ``outbox``, taken off it (what is queued comes at once)."""
     codes = []
     with contextlib.suppress(TimeoutError):
         while True:
-            message = await asyncio.wait_for(outbox.get(), 0.05)
-            codes.append(json.loads(message)["code"])
+            codes.append(json.loads(await asyncio.wait_for(outbox.get(), 0.05))["code"])
     return codes
 
 
@@ -249,18 +258,18 @@ async def test_records_lost_are_told_even_when_the_broker_was_back_before_anyone
     notice = OutageNotice(router, cast(Ingest, ingest))
     await notice.start()
     try:
-        await asyncio.sleep(CHECK_EVERY_S / 2)
+        await _looked(ingest, 1)
         ingest.lost += 1  # a record failed; the next one was delivered
-        await asyncio.sleep(CHECK_EVERY_S * 2)
+        await _looked(ingest, 2)
         assert await _errors(listener.outbox) == ["unavailable"]
         ingest.down = True  # a real outage: told once, however long it lasts or loses
         ingest.lost += 5
-        await asyncio.sleep(CHECK_EVERY_S * 3)
+        await _looked(ingest, 3)
         ingest.lost += 5
-        await asyncio.sleep(CHECK_EVERY_S * 2)
+        await _looked(ingest, 2)
         assert await _errors(listener.outbox) == ["unavailable"]
         ingest.down = False
-        await asyncio.sleep(CHECK_EVERY_S * 2)
+        await _looked(ingest, 2)
         assert await _errors(listener.outbox) == []  # back, and nothing lost since
     finally:
         await notice.stop()
@@ -321,6 +330,50 @@ def test_presence_is_a_lease_its_gateway_renews() -> None:
     assert set(present(state, 13.5, LEASE_S)) == {"a"}  # g2 stopped renewing at 1.0
     state = apply_event(state, event(RoomEventKind.RENEWED, "", "g1", 20.0), LEASE_S)
     assert set(state) == {"a"}  # the table forgets b at the next event
+
+
+class RecordingIngest:
+    """An ingest as presence sees it: keeps what is delivered, refuses on demand, and loses records
+    (a participant's join, say) on demand."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.refusing = False
+        self.refused = 0
+        self.delivered: list[RoomEventKind] = []
+
+    async def deliver(self, *records: RoomEvent) -> None:
+        if self.refusing:
+            self.refused += 1
+            raise BrokerUnavailable("the broker is away")
+        self.delivered += [record.kind for record in records]
+
+
+async def test_presence_says_every_join_again_once_a_record_was_lost_or_a_renewal_failed() -> None:
+    router, ingest = Router(LEASE_S), RecordingIngest()
+    presence = Presence(router, cast(Ingest, ingest), "g1", lease_s=1.5)  # renewed every 0.5 s
+    ana = Connection("audio", "r", "s1", "ana", "en")
+    router.add(ana)
+    presence.said(RoomEvent(room_id="r", kind=RoomEventKind.JOINED, session_id="s1", user_id="ana", listen="en",
+                            at=time.time(), gateway_id="g1"))  # fmt: skip
+
+    async def next_delivered() -> RoomEventKind:
+        index = len(ingest.delivered)
+        await wait_until(lambda: len(ingest.delivered) > index, timeout=30)
+        return ingest.delivered[index]
+
+    await presence.start()
+    try:
+        assert await next_delivered() == RoomEventKind.RENEWED
+        ingest.lost += 1  # a record was sent and never delivered: ana's join, perhaps
+        assert await next_delivered() == RoomEventKind.JOINED
+        assert await next_delivered() == RoomEventKind.RENEWED  # nothing lost since
+        ingest.refusing = True
+        await wait_until(lambda: ingest.refused >= 2, timeout=30)
+        ingest.refusing = False
+        assert await next_delivered() == RoomEventKind.JOINED  # the first renewal that got through again
+    finally:
+        await presence.stop()
 
 
 def test_participants_whose_gateway_stopped_renewing_leave_and_the_room_is_told() -> None:

@@ -178,14 +178,28 @@ class Ingest:
         oldest = next(iter(self._pending.values()), now)  # on every record: the first is the oldest, O(1)
         return not self._failed and now - oldest < STALL_S
 
-    async def produce(self, *records: Envelope) -> None:
+    async def deliver(self, *records: Envelope) -> None:
+        """Send and wait until the broker has every record, for what must be known to have arrived (a
+        presence renewal, a file's audio): a record queued is not yet delivered, and one queued while
+        its partition's broker is away may never be. Raises :class:`BrokerUnavailable` when one is
+        refused, fails, or is not delivered within ``DELIVERY_TIMEOUT_S``."""
+        deliveries = await self.produce(*records)
+        try:
+            async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                await asyncio.gather(*deliveries)
+        except (KafkaError, TimeoutError) as exc:
+            raise BrokerUnavailable(repr(exc)) from exc
+
+    async def produce(self, *records: Envelope) -> list[asyncio.Future[Any]]:
         """Send without waiting for delivery; the in-flight count is what overload is judged by.
+        Returns the records' deliveries.
 
         Raises :class:`BrokerUnavailable`, sending nothing more, while the broker is not taking
         records (but for one probe every ``PROBE_EVERY_S``), and within ``QUEUE_WAIT_S`` when the producer
         cannot even queue one.
         """
         assert self._producer is not None, "ingest is not started"
+        deliveries = []
         for sent, record in enumerate(records):
             now = time.time()
             wait_s = QUEUE_WAIT_S
@@ -204,6 +218,8 @@ class Ingest:
                 raise BrokerUnavailable(repr(exc)) from exc
             self._pending[delivery] = time.time()
             delivery.add_done_callback(self._delivered)
+            deliveries.append(delivery)
+        return deliveries
 
     def _lose(self, records: int) -> None:
         self.lost += records

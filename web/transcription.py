@@ -124,7 +124,7 @@ async def _relay(
             return
         try:
             try:
-                await gateway.ingest.produce(*pieces(transcription_id, language, pcm))
+                await gateway.ingest.deliver(*pieces(transcription_id, language, pcm))
             except BrokerUnavailable as exc:
                 await send("error", {"code": "unavailable", "detail": f"the message broker is unreachable: {exc}"})
                 return
