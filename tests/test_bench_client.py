@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 
 from schemas import SAMPLE_RATE
-from streams.cli.bench_load import FRAME_BYTES, PAUSE_S, Room, Utterance, _speak, summarize
+from streams.cli.bench_captions import Stream, longest_wait
+from streams.cli.bench_load import PAUSE_S, Room, Utterance, _speak, summarize
+from streams.cli.realtime import FRAME_BYTES, play
 
 
 class HeldUpSocket:
@@ -36,7 +38,20 @@ async def test_an_utterance_is_timed_as_sent_when_the_client_is_held_up() -> Non
     assert abs(first.started_at - (socket.sent[0] - FRAME_BYTES / 2 / SAMPLE_RATE)) < 0.01
     assert abs(first.ended_at - (socket.sent[3] - 0.05)) < 0.01  # 4th frame: 0.05 s of speech, then silence
     due = started + (first_stream + len(speech[1])) / 2 / SAMPLE_RATE
-    assert second.ended_at - due > 0.8  # sent 0.9 s late (a second, less the 0.1 s it was due after the stall)
+    assert second.ended_at - due > 0.8  # its last speech frame was the one held up: sent a second late
+
+
+async def test_a_word_is_timed_as_sent_when_the_reader_is_held_up() -> None:
+    """bench captions: a word's end is when the frame holding it went out, so a reader held up does
+    not read as captions that lag."""
+    pcm = b"\1\0" * int(1.0 * SAMPLE_RATE)  # ten frames
+    socket = HeldUpSocket(at=5, stall_s=1.0)
+    stream = Stream(sent=await play(socket, pcm))  # type: ignore[arg-type]
+    assert abs(stream.said_by(0.45) - (socket.sent[4] - 0.05)) < 0.01  # before the stall: on time
+    assert abs(stream.said_by(0.55) - (socket.sent[5] - 0.05)) < 0.01  # held up: a second late
+    assert stream.said_by(0.55) - stream.said_by(0.45) > 1.0
+    assert longest_wait(stream, [(0.0, 0.45, "a"), (0.5, 0.95, "b")]) > 1.4  # nothing shown: the whole reading
+    assert 0.95 < stream.sent.most_behind_s() < 1.2
 
 
 def test_an_utterance_whose_speaker_was_told_its_audio_was_dropped_is_not_missing() -> None:

@@ -8,6 +8,8 @@ timestamps), and every word is found in what the screen showed by aligning the t
 - **first shown**: a word's first appearance, tentative words included, after the word ended;
 - **committed**: its first appearance in confirmed text (a partial's ``text``, or a final);
 - **longest wait**: the longest stretch of speech with no caption update at all;
+- every time is the client's, as it sent (:mod:`streams.cli.realtime`); **client behind** is how
+  far behind real time the bench's own clients sent at worst, the delay those figures leave out;
 - **streaming WER** of the finals against the prompts' transcripts, beside the offline WER of the
   same recognizer on the whole recording, and the words the finals doubled that offline did not.
 """
@@ -25,7 +27,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import numpy as np
 
-from streams.cli.bench_load import FRAME_BYTES, percentile
+from schemas import SAMPLE_RATE
+from streams.cli.bench_load import percentile
+from streams.cli.realtime import SentAudio, play
 
 WordTiming = tuple[float, float, str]
 """(start s, end s, word) in the recording."""
@@ -49,9 +53,13 @@ class CaptionEvent:
 class Stream:
     """One speaker's reading and what its captions socket got."""
 
-    started_at: float = 0.0
-    """Wall-clock time of the recording's first sample."""
+    sent: SentAudio = field(default_factory=SentAudio)
+    """When the recording went out, frame by frame: a word's time is when it was sent."""
     events: list[CaptionEvent] = field(default_factory=list)
+
+    def said_by(self, seconds: float) -> float:
+        """Wall-clock time at which the recording's first ``seconds`` had been sent."""
+        return self.sent.ended_at(round(seconds * SAMPLE_RATE) * 2)
 
 
 def _normalized(words: Sequence[str], normalize: Normalize) -> list[str]:
@@ -86,7 +94,7 @@ def word_lags(stream: Stream, words: Sequence[WordTiming], normalize: Normalize)
             first_shown.setdefault(index, event.at)
         for index in _matched(reference, _normalized(committed, normalize)):
             first_committed.setdefault(index, event.at)
-    ends = [stream.started_at + end for _, end, _ in words]
+    ends = [stream.said_by(end) for _, end, _ in words]
     return WordLags([first_shown[i] - ends[i] for i in sorted(first_shown)],
                     [first_committed[i] - ends[i] for i in sorted(first_committed)],
                     len(words) - len(first_shown))  # fmt: skip
@@ -94,7 +102,7 @@ def word_lags(stream: Stream, words: Sequence[WordTiming], normalize: Normalize)
 
 def longest_wait(stream: Stream, words: Sequence[WordTiming]) -> float:
     """The longest stretch of speech (from the first word's start to the last one's end) without a caption update."""
-    start, end = stream.started_at + words[0][0], stream.started_at + words[-1][1]
+    start, end = stream.said_by(words[0][0]), stream.said_by(words[-1][1])
     marks = [start, *sorted(e.at for e in stream.events if start < e.at < end), end]
     return max(b - a for a, b in itertools.pairwise(marks))
 
@@ -137,13 +145,8 @@ async def read_aloud(url: str, secret: str, rooms: int, pcm: bytes, language: st
                                                       event.get("tentative", ""), event["is_final"]))  # fmt: skip
 
         async def speak(speaker: aiohttp.ClientWebSocketResponse, stream: Stream) -> None:
-            stream.started_at = time.time()
-            silence = b"\0" * (2 * FRAME_BYTES * 10)  # 2 s: the reader stops
-            audio = pcm + silence
-            for offset in range(0, len(audio), FRAME_BYTES):
-                sent_s = (offset + FRAME_BYTES) / 2 / 16_000
-                await asyncio.sleep(max(0.0, stream.started_at + sent_s - time.time()))
-                await speaker.send_bytes(audio[offset : offset + FRAME_BYTES])
+            silence = b"\0" * (2 * SAMPLE_RATE * 2)  # 2 s: the reader stops
+            stream.sent = await play(speaker, pcm + silence)
 
         listeners = [asyncio.create_task(listen(v, s)) for (_, v), s in zip(opened, streams, strict=True)]
         await asyncio.gather(*(speak(sp, s) for (sp, _), s in zip(opened, streams, strict=True)))
@@ -168,7 +171,7 @@ def summarize(
     def doubled(text: str) -> int:
         return doubled_words(text, normalize)
 
-    last_final = [max((e.at for e in s.events if e.is_final), default=float("nan")) - s.started_at - words[-1][1]
+    last_final = [max((e.at for e in s.events if e.is_final), default=float("nan")) - s.said_by(words[-1][1])
                   for s in streams]  # fmt: skip
     return {
         "rooms": len(streams),
@@ -181,6 +184,7 @@ def summarize(
         "never_shown": sum(lag.never_shown for lag in lags),
         "longest_wait_s": round(max(longest_wait(s, words) for s in streams), 3),
         "last_final_after_speech_p50_s": round(float(np.median(last_final)), 3),
+        "client_behind_max_s": round(max(s.sent.most_behind_s() for s in streams), 3),
         "wer_streaming": round(float(np.mean([wer([" ".join(said)], [f]) for f in finals])), 3),
         "wer_offline": round(offline_wer, 3),
         "doubled_words_beyond_offline": max(0, max(map(doubled, finals)) - doubled(offline_text)),

@@ -55,11 +55,10 @@ import aiohttp
 import numpy as np
 
 from schemas import SAMPLE_RATE
+from streams.cli.realtime import AudioSocket, SentAudio, play
 from web.ingest import STALL_S
 from web.outage import CHECK_EVERY_S
 
-FRAME_S = 0.1
-FRAME_BYTES = int(SAMPLE_RATE * FRAME_S) * 2
 PAUSE_S = 1.5
 """Silence after each utterance: three hangovers, so every utterance closes on its own."""
 DRAIN_S = 8.0
@@ -156,25 +155,24 @@ def metric_value(metrics_url: str, metric: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-async def _speak(ws: aiohttp.ClientWebSocketResponse, room: Room, speech: Sequence[bytes], delay_s: float) -> None:
+async def _speak(ws: AudioSocket, room: Room, speech: Sequence[bytes], delay_s: float) -> None:
+    """``speech`` in real time after ``delay_s``, a pause after each utterance; each utterance timed as
+    its frames went out (:mod:`streams.cli.realtime`), as they go."""
     await asyncio.sleep(delay_s)
-    started = time.time()
-    sent_s = 0.0  # seconds of audio sent so far: frame k goes out when its last sample is "captured"
-    for utterance, pcm in zip(room.utterances, speech, strict=True):
-        stream = pcm + b"\0" * int(PAUSE_S * SAMPLE_RATE * 2)
-        for offset in range(0, len(stream), FRAME_BYTES):
-            frame = stream[offset : offset + FRAME_BYTES]
-            sent_s += len(frame) / 2 / SAMPLE_RATE
-            await asyncio.sleep(max(0.0, started + sent_s - time.time()))
-            # A sample's time is when its frame actually went out, not when it was due: a client held up
-            # (a busy machine) sends late, the gateway stamps what it receives, and the captions are
-            # matched to utterances by those stamps.
-            sent_at = time.time()
-            await ws.send_bytes(frame)
-            if offset == 0:
-                utterance.started_at = sent_at - len(frame) / 2 / SAMPLE_RATE
-            if offset < len(pcm) <= offset + len(frame):
-                utterance.ended_at = sent_at - (offset + len(frame) - len(pcm)) / 2 / SAMPLE_RATE
+    pause = b"\0" * int(PAUSE_S * SAMPLE_RATE * 2)
+    bounds, offset = [], 0
+    for pcm in speech:
+        bounds.append((offset, offset + len(pcm)))
+        offset += len(pcm) + len(pause)
+
+    def timed(sent: SentAudio) -> None:
+        for utterance, (start, end) in zip(room.utterances, bounds, strict=True):
+            if not utterance.started_at and sent.has(start):
+                utterance.started_at = sent.started_at(start)
+            if not utterance.ended_at and sent.has(end - 1):
+                utterance.ended_at = sent.ended_at(end)
+
+    await play(ws, pause.join(speech) + pause, timed)
 
 
 async def _listen(ws: aiohttp.ClientWebSocketResponse, room: Room, kind: str) -> None:

@@ -22,11 +22,10 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import SynthesizedAudio, decode
 from streams.cli.bench_load import percentile
+from streams.cli.realtime import play
 from streams.settings import get_settings
 from streams.topics import AUDIO_SYNTHESIZED
 
-FRAME_BYTES = 3_200
-FRAME_S = 0.1
 MIN_SAMPLES_FOR_P90 = 10
 SETTLE_S = 2.0
 """Pause between speech and flush, so partial hypotheses are done before the clock starts."""
@@ -66,11 +65,7 @@ async def _measure(url: str, bootstrap: str, secret: str, utterances: int, speec
             await listener.receive_json()
             await asyncio.sleep(SETTLE_S)  # the translate worker's room table sees the listener
             for _ in range(utterances):
-                started = time.monotonic()
-                for frame, start in enumerate(range(0, len(speech), FRAME_BYTES)):
-                    # A frame leaves when its last sample would have been captured.
-                    await asyncio.sleep(max(0.0, started + (frame + 1) * FRAME_S - time.monotonic()))
-                    await speaker.send_bytes(speech[start : start + FRAME_BYTES])
+                await play(speaker, speech)
                 await asyncio.sleep(SETTLE_S)
                 flushed_at = time.time()
                 await speaker.send_str(json.dumps({"type": "flush"}))
