@@ -189,7 +189,7 @@ class Ingest:
         # asyncio.wait, not a timeout around gather: that would cancel the deliveries it gave up on,
         # and a record cancelled here would count as lost even if the broker took it later.
         done, waiting = await asyncio.wait(deliveries, timeout=DELIVERY_TIMEOUT_S)
-        failed = [d for d in done if d.cancelled() or d.exception() is not None]
+        failed = [d for d in done if _failed(d)]
         if waiting or failed:
             raise BrokerUnavailable(f"{len(failed)} records failed, {len(waiting)} not delivered within "
                                     f"{DELIVERY_TIMEOUT_S:g} s")  # fmt: skip
@@ -231,7 +231,7 @@ class Ingest:
 
     def _delivered(self, delivery: asyncio.Future[Any]) -> None:
         del self._pending[delivery]
-        failed = delivery.cancelled() or delivery.exception() is not None
+        failed = _failed(delivery)
         if failed:
             self._lose(1)
         if failed and not self._failed:
@@ -239,3 +239,8 @@ class Ingest:
         elif self._failed and not failed:
             log.warning("the broker takes records again")
         self._failed = failed
+
+
+def _failed(delivery: asyncio.Future[Any]) -> bool:
+    """A finished delivery that did not get its record to the broker."""
+    return delivery.cancelled() or delivery.exception() is not None

@@ -30,6 +30,7 @@ import numpy as np
 from schemas import SAMPLE_RATE
 from streams.cli.bench_load import percentile
 from streams.cli.realtime import SentAudio, play
+from web.ingest import BYTES_PER_SECOND
 
 WordTiming = tuple[float, float, str]
 """(start s, end s, word) in the recording."""
@@ -59,7 +60,7 @@ class Stream:
 
     def said_by(self, seconds: float) -> float:
         """Wall-clock time at which the recording's first ``seconds`` had been sent."""
-        return self.sent.ended_at(round(seconds * SAMPLE_RATE) * 2)
+        return self.sent.ended_at(round(seconds * SAMPLE_RATE) * 2)  # whole samples
 
 
 def _normalized(words: Sequence[str], normalize: Normalize) -> list[str]:
@@ -145,7 +146,7 @@ async def read_aloud(url: str, secret: str, rooms: int, pcm: bytes, language: st
                                                       event.get("tentative", ""), event["is_final"]))  # fmt: skip
 
         async def speak(speaker: aiohttp.ClientWebSocketResponse, stream: Stream) -> None:
-            silence = b"\0" * (2 * SAMPLE_RATE * 2)  # 2 s: the reader stops
+            silence = b"\0" * (2 * BYTES_PER_SECOND)  # 2 s: the reader stops
             stream.sent = await play(speaker, pcm + silence)
 
         listeners = [asyncio.create_task(listen(v, s)) for (_, v), s in zip(opened, streams, strict=True)]

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from schemas import SAMPLE_RATE
+from web.ingest import BYTES_PER_SECOND
 
 FRAME_S = 0.1
 FRAME_BYTES = int(SAMPLE_RATE * FRAME_S) * 2
-BYTES_PER_S = SAMPLE_RATE * 2
 
 
 class AudioSocket(Protocol):
@@ -41,19 +41,19 @@ class SentAudio:
     def started_at(self, offset: int) -> float:
         """Wall-clock time of the sample that begins at byte ``offset``, as sent (see :meth:`has`)."""
         frame = bisect.bisect_right(self.frame_ends, offset)  # the one holding it
-        return self.sent_at[frame] - (self.frame_ends[frame] - offset) / BYTES_PER_S
+        return self.sent_at[frame] - (self.frame_ends[frame] - offset) / BYTES_PER_SECOND
 
     def ended_at(self, offset: int) -> float:
         """Wall-clock time of the end of the audio before byte ``offset``: its last sample's end."""
-        return self.started_at(offset - 2) + 2 / BYTES_PER_S
+        return self.started_at(offset - 2) + 2 / BYTES_PER_SECOND
 
     def most_behind_s(self) -> float:
         """How far behind real time (from the first frame) the client sent at worst: its own delay,
         which the figures measured from what it sent leave out."""
         if not self.sent_at:
             return 0.0
-        began = self.sent_at[0] - self.frame_ends[0] / BYTES_PER_S
-        return max(at - (began + end / BYTES_PER_S) for at, end in zip(self.sent_at, self.frame_ends, strict=True))
+        began = self.sent_at[0] - self.frame_ends[0] / BYTES_PER_SECOND
+        return max(at - (began + end / BYTES_PER_SECOND) for at, end in zip(self.sent_at, self.frame_ends, strict=True))
 
 
 async def play(ws: AudioSocket, pcm: bytes, on_sent: Callable[[SentAudio], None] = lambda _: None) -> SentAudio:
@@ -62,7 +62,7 @@ async def play(ws: AudioSocket, pcm: bytes, on_sent: Callable[[SentAudio], None]
     started = time.time()
     for offset in range(0, len(pcm), FRAME_BYTES):
         frame = pcm[offset : offset + FRAME_BYTES]
-        await asyncio.sleep(max(0.0, started + (offset + len(frame)) / BYTES_PER_S - time.time()))
+        await asyncio.sleep(max(0.0, started + (offset + len(frame)) / BYTES_PER_SECOND - time.time()))
         await ws.send_bytes(frame)
         sent.frame_ends.append(offset + len(frame))
         sent.sent_at.append(time.time())
