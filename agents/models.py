@@ -58,7 +58,9 @@ def load_recognizer(settings: Settings) -> WhisperRecognizer:
 
     paths = ModelPaths(settings.models_dir)
     english = paths.whisper(settings.stt_model_en) if settings.stt_model_en else None
-    return WhisperRecognizer(paths.whisper(settings.stt_model), english, settings.stt_device, settings.stt_compute_type)
+    return WhisperRecognizer(
+        paths.whisper(settings.stt_model), english, settings.stt_device, settings.stt_compute_type, settings.stt_threads
+    )
 
 
 class RandomWeightsRefused(ValueError):

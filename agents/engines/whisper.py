@@ -11,7 +11,6 @@ directories under ``models_dir/whisper`` (see ``dragoman models prepare``).
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,9 @@ def bucketed(audio: Float32Audio) -> Float32Audio:
 class WhisperRecognizer:
     """Multilingual Whisper for every language, and an English-only model for English when given."""
 
-    def __init__(self, multilingual_dir: Path, english_dir: Path | None, device: str, compute_type: str) -> None:
+    def __init__(
+        self, multilingual_dir: Path, english_dir: Path | None, device: str, compute_type: str, threads: int = 1
+    ) -> None:
         import whisperx
         from threadpoolctl import threadpool_limits
         from whisperx.log_utils import setup_logging
@@ -78,8 +79,7 @@ class WhisperRecognizer:
 
         self.name = f"whisperx:{multilingual_dir.name}" + (f"+{english_dir.name}" if english_dir else "")
         device = pick_device(device)
-        # WhisperX defaults to 4 threads; more threads than cores only adds contention.
-        options = {"compute_type": compute_type, "vad_method": "pyannote", "threads": min(4, os.cpu_count() or 1)}
+        options = {"compute_type": compute_type, "vad_method": "pyannote", "threads": threads}
         self._pipelines: dict[str, Any] = {"*": whisperx.load_model(str(multilingual_dir), device, **options)}
         if english_dir is not None:
             self._pipelines["en"] = whisperx.load_model(str(english_dir), device, language="en", **options)
