@@ -48,6 +48,11 @@ class Utterance:
         return VoiceEvidence(self.voiced_windows * window_s, self.voiced_probability / max(1, self.voiced_windows))
 
     @property
+    def final_ready(self) -> bool:
+        """In a pause, and recognized through its end: a final once the hangover is over."""
+        return self.silent_run > 0 and self.speculation is not None and self.speculation[0] == self.voiced_end
+
+    @property
     def voiced_end(self) -> int:
         """Where the speech ends, in windows: trailing silence beyond a short tail is only the hangover."""
         return len(self.windows) - max(0, self.silent_run - TAIL_WINDOWS)

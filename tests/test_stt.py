@@ -142,6 +142,31 @@ def test_a_stage_running_behind_skips_partials_but_not_finals(vad: SileroVad) ->
     assert [t.is_final for t in out] == [True]
 
 
+def test_while_a_final_waits_for_its_hangover_no_other_speaker_gets_a_partial(vad: SileroVad) -> None:
+    """Finals first: one worker, two speakers. While B's final is recognized and waits for the hangover
+    to end, A, still talking, gets no partial decoded, so B's final never waits behind one."""
+    recognizer = GrowingRecognizer()  # A speaks English, B Spanish: the calls tell them apart
+    stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.1))
+    talking = frames(prompt_pcm("en", "agent-alreadyon") + silence(1.0), session="a")  # about 5 s of speech
+    brief = frames(silence(0.3) + prompt_pcm("en", "agent-loginok") + silence(1.0), session="b")
+    decoded: list[tuple[str, int]] = []  # (whose frame, recognizer calls so far) after each frame
+    final_of_b = None
+    for a, b in zip(talking, (f.model_copy(update={"language": "es"}) for f in brief), strict=False):
+        for frame in (a, b):
+            out = list(stt.process(frame, frame.captured_at + 0.15))
+            decoded.append((frame.session_id, len(recognizer.calls)))
+            if frame.session_id == "b" and any(t.is_final for t in out) and final_of_b is None:
+                final_of_b = len(decoded) - 1
+    assert final_of_b is not None
+    calls = [0] + [n for _, n in decoded]
+    languages = [language for _, language in recognizer.calls]
+    speculated = max(i for i, (who, n) in enumerate(decoded) if who == "b" and n > calls[i] and languages[n - 1] == "es")
+    waiting = [n - calls[i] for i, (who, n) in enumerate(decoded) if who == "a" and speculated < i < final_of_b]
+    before = [n - calls[i] for i, (who, n) in enumerate(decoded) if who == "a" and i < speculated]
+    assert waiting and sum(waiting) == 0, "a partial was decoded while B's final waited"
+    assert sum(before[-len(waiting) * 2 :]) > 0, "A was not being decoded before: the test shows nothing"
+
+
 def test_partials_stop_at_their_window_and_the_final_covers_everything(vad: SileroVad) -> None:
     recognizer = GrowingRecognizer()
     stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.5, partial_window_s=2.0))
