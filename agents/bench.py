@@ -27,7 +27,8 @@ from agents.recordings import (
     prompt_transcripts,
     spoken_prompts,
 )
-from agents.stt import SpeechToText, SttConfig
+from agents.stt import SpeechToText
+from agents.stt_config import SttConfig
 
 if TYPE_CHECKING:
     pass

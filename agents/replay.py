@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TypeVar
 
-from agents.stt import SpeechToText, SttConfig
+from agents.stt import SpeechToText
+from agents.stt_config import SttConfig
 from agents.translate import Translate, TranslateConfig
 from agents.tts import Synthesize
 from schemas import SAMPLE_RATE, AudioFrame, Envelope, Transcript

@@ -44,16 +44,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import stamina
 
 from agents.engines.protocols import Float32Audio, SpeechRecognizer, VoiceActivityDetector
 from agents.hypotheses import LocalAgreement, clean_hypothesis
+from agents.stt_config import SttConfig
 from agents.utterances import SpeakerStream, Utterance
 from schemas import SAMPLE_RATE, AudioFrame, Transcript, UtteranceDropped
-from streams.settings import Settings
 from streams.stage import Dropped, Failed
 
 log = logging.getLogger(__name__)
@@ -63,43 +62,6 @@ RECOGNITION_WAIT_S = 0.05
 """Each recognition is tried 3 times, 0.05 s then about 0.1 s apart (stamina's backoff, with jitter):
 long enough for an engine that lost its process to get it back, short enough that the other
 speakers this worker serves wait well under a second."""
-
-
-@dataclass(frozen=True)
-class SttConfig:
-    vad_threshold: float = 0.5
-    hangover_s: float = 0.5
-    max_utterance_s: float = 15.0
-    partial_interval_s: float = 0.8
-    stale_after_s: float = 10.0
-    pre_roll_s: float = 0.2
-    speculate_after_s: float = 0.2
-    """Pause after which the final is recognized ahead of the hangover's end."""
-    min_speech_s: float = 0.15
-    """Voiced time below which an utterance is a click, not speech. A quick "No." (espeak-ng at 230 words
-    a minute) is 0.2 s of voice: what is longer than a click goes to the recognizer, whose evidence
-    (and the VAD's) then judges it."""
-    idle_close_s: float = 3.0
-    """An utterance whose speaker sent nothing for this long (a vanished client) is closed."""
-    idle_evict_s: float = 120.0
-    """A speaker who sent nothing for this long is forgotten."""
-    partial_window_s: float = 10.0
-    """Most audio a partial hypothesis is made of: the utterance's last seconds (see the module's doc)."""
-    partial_max_lag_s: float = 0.15
-    """A frame taken this long after its last sample was captured means the stage is behind: no partial.
-    Idle, frames are taken within 0.1 s. Measured with ``dragoman bench load`` at 6 English rooms, while
-    Apertium still cost 0.3 s of CPU per caption: at 0.3 s the worker was already far behind (final p90
-    1.0–1.1 s); at 0.15 s, 0.87 s."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SttConfig:
-        return cls(
-            vad_threshold=settings.vad_threshold,
-            hangover_s=settings.vad_hangover_ms / 1000,
-            max_utterance_s=settings.max_utterance_s,
-            partial_interval_s=settings.partial_interval_s,
-            stale_after_s=settings.stale_after_s,
-        )
 
 
 class SpeechToText:

@@ -28,7 +28,8 @@ from agents.engines.whisper import WhisperRecognizer
 from agents.hypotheses import normalize_text
 from agents.models import load_synthesizer
 from agents.recordings import prompt_audio, spoken_prompts
-from agents.stt import SpeechToText, SttConfig
+from agents.stt import SpeechToText
+from agents.stt_config import SttConfig
 from agents.weights import COQUI_TEST_LANGUAGE, PIPER_VOICES
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings

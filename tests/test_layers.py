@@ -52,3 +52,14 @@ def test_a_transform_importing_the_faust_app_breaks_them(tmp_path: Path) -> None
         translate.write("\nfrom streams.app import StageApp  # noqa: E402, F401 - the wrong way up\n")
     done = lint_imports(root)
     assert done.returncode != 0 and "agents is not allowed to import streams.app" in done.stdout
+
+
+MAX_MODULE_LINES = 350
+"""One module, one job: past this a module is doing two, and is split (#21)."""
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    modules = [path for package in PACKAGES for path in (ROOT / package).rglob("*.py")]
+    sizes = {str(path.relative_to(ROOT)): len(path.read_text().splitlines()) for path in modules}
+    assert "agents/stt.py" in sizes
+    assert {module: lines for module, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from agents.engines.protocols import Recognition
 from agents.engines.silero import SileroVad
 from agents.hypotheses import LocalAgreement, clean_hypothesis, continuation, overlap
-from agents.stt import SpeechToText, SttConfig
+from agents.stt import SpeechToText
+from agents.stt_config import SttConfig
 from schemas import AudioFrame, Transcript, UtteranceDropped
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings
@@ -149,20 +150,20 @@ def test_while_a_final_waits_for_its_hangover_no_other_speaker_gets_a_partial(va
     stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.1))
     talking = frames(prompt_pcm("en", "agent-alreadyon") + silence(1.0), session="a")  # about 5 s of speech
     brief = frames(silence(0.3) + prompt_pcm("en", "agent-loginok") + silence(1.0), session="b")
-    decoded: list[tuple[str, int]] = []  # (whose frame, recognizer calls so far) after each frame
+    steps: list[tuple[str, list[str]]] = []  # per frame: whose it was, and the languages it had decoded
     final_of_b = None
     for a, b in zip(talking, (f.model_copy(update={"language": "es"}) for f in brief), strict=False):
         for frame in (a, b):
+            calls_before = len(recognizer.calls)
             out = list(stt.process(frame, frame.captured_at + 0.15))
-            decoded.append((frame.session_id, len(recognizer.calls)))
-            if frame.session_id == "b" and any(t.is_final for t in out) and final_of_b is None:
-                final_of_b = len(decoded) - 1
+            steps.append((frame.session_id, [language for _, language in recognizer.calls[calls_before:]]))
+            finished = any(isinstance(t, Transcript) and t.is_final for t in out)
+            if frame.session_id == "b" and finished and final_of_b is None:
+                final_of_b = len(steps) - 1
     assert final_of_b is not None
-    calls = [0] + [n for _, n in decoded]
-    languages = [language for _, language in recognizer.calls]
-    speculated = max(i for i, (who, n) in enumerate(decoded) if who == "b" and n > calls[i] and languages[n - 1] == "es")
-    waiting = [n - calls[i] for i, (who, n) in enumerate(decoded) if who == "a" and speculated < i < final_of_b]
-    before = [n - calls[i] for i, (who, n) in enumerate(decoded) if who == "a" and i < speculated]
+    speculated = max(i for i, (_, decoded) in enumerate(steps[:final_of_b]) if "es" in decoded)  # B's last decode
+    waiting = [len(decoded) for who, decoded in steps[speculated + 1 : final_of_b] if who == "a"]
+    before = [len(decoded) for who, decoded in steps[:speculated] if who == "a"]
     assert waiting and sum(waiting) == 0, "a partial was decoded while B's final waited"
     assert sum(before[-len(waiting) * 2 :]) > 0, "A was not being decoded before: the test shows nothing"
 

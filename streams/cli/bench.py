@@ -52,7 +52,7 @@ def bench_speech(language: str, count: int) -> tuple[list[bytes], str]:
     from agents.recordings import prompt_audio, spoken_prompts
     from agents.tts import to_pcm16
     from schemas import SAMPLE_RATE
-    from streams.cli.bench_load import trim_silence
+    from streams.cli.measures import trim_silence
 
     speech = [trim_silence(to_pcm16(prompt_audio(language, name))) for name in spoken_prompts(language, 3 * count)]
     short = [pcm for pcm in speech if len(pcm) / 2 / SAMPLE_RATE < MAX_UTTERANCE_S]
@@ -90,7 +90,7 @@ def multilingual_meeting(
     from agents.models import load_synthesizer
     from agents.recordings import parallel_prompts, parallel_speech
     from agents.tts import to_pcm16
-    from streams.cli.bench_load import trim_silence
+    from streams.cli.measures import trim_silence
 
     names, said = parallel_prompts()
     names = names[:prompts]
@@ -151,7 +151,7 @@ def _bench_captions(args: argparse.Namespace) -> None:
 def _bench_idle(args: argparse.Namespace) -> None:
     """The whole system with nobody speaking: how long it takes to be ready, then the CPU each process
     uses and the broker's memory over ``--minutes`` (from every process's /metrics)."""
-    from streams.cli.bench_load import metric_value
+    from streams.cli.measures import metric_value
 
     settings = get_settings()
     started = time.monotonic()

@@ -28,7 +28,7 @@ import aiohttp
 import numpy as np
 
 from schemas import SAMPLE_RATE
-from streams.cli.bench_load import percentile
+from streams.cli.measures import percentile
 from streams.cli.realtime import SentAudio, play
 from web.ingest import BYTES_PER_SECOND
 

@@ -27,7 +27,8 @@ from typing import Any
 import aiohttp
 
 from schemas import SAMPLE_RATE
-from streams.cli.bench_load import PAUSE_S, Room, Utterance, _speak, percentile
+from streams.cli.bench_load import PAUSE_S, Room, Utterance, _speak
+from streams.cli.measures import percentile
 from streams.languages import LanguageCatalogue
 
 

@@ -40,11 +40,9 @@ import asyncio
 import contextlib
 import json
 import math
-import re
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -55,6 +53,7 @@ import aiohttp
 import numpy as np
 
 from schemas import SAMPLE_RATE
+from streams.cli.measures import metric_value, percentile
 from streams.cli.realtime import AudioSocket, SentAudio, play
 from web.ingest import STALL_S
 from web.outage import CHECK_EVERY_S
@@ -69,15 +68,6 @@ AUDIO_DROPPED = ("unavailable", "rate_limited")
 TOLD_LATE_S = STALL_S + CHECK_EVERY_S
 """The latest the gateway tells ``unavailable`` after a record it lost was sent: one not delivered for
 ``STALL_S`` is an outage, which :mod:`web.outage` looks for every ``CHECK_EVERY_S``."""
-
-
-def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
-    """The recording from its first to its last 10 ms whose RMS is over ``threshold`` × the loudest."""
-    samples = np.frombuffer(pcm, "<i2").astype(np.float32)
-    hop = SAMPLE_RATE // 100
-    rms = np.sqrt(np.mean(samples[: len(samples) // hop * hop].reshape(-1, hop) ** 2, axis=1))
-    loud = np.flatnonzero(rms > threshold * rms.max())
-    return pcm[loud[0] * hop * 2 : (loud[-1] + 1) * hop * 2]
 
 
 @dataclass
@@ -138,21 +128,6 @@ class Room:
         at = timestamp_ms / 1000
         candidates = [i for i, u in enumerate(self.utterances) if u.ended_at and u.ended_at - 1.5 <= at]
         return min(candidates, key=lambda i: abs(self.utterances[i].ended_at - at), default=None)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(values, q * 100)) if values else float("nan")
-
-
-def metric_value(metrics_url: str, metric: str) -> float | None:
-    """An unlabelled series' value on a Prometheus endpoint; None when it cannot be read."""
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    found = re.search(rf"^{metric} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else None
 
 
 async def _speak(ws: AudioSocket, room: Room, speech: Sequence[bytes], delay_s: float) -> None:

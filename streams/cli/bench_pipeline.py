@@ -21,7 +21,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer
 
 from schemas import SynthesizedAudio, decode
-from streams.cli.bench_load import percentile
+from streams.cli.measures import percentile
 from streams.cli.realtime import play
 from streams.settings import get_settings
 from streams.topics import AUDIO_SYNTHESIZED

@@ -17,7 +17,8 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from streams.cli.bench_load import metric_value, percentile, run_rooms
+from streams.cli.bench_load import run_rooms
+from streams.cli.measures import metric_value, percentile
 
 WARM_UP_MINUTES = 5
 """Memory is compared from here on: models, caches and arenas settle in the first minutes."""

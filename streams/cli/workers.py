@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 def register_stt(app: StageApp) -> None:
     """audio.raw → text.original, with the recognizer and VAD the settings name."""
     from agents.models import load_recognizer, load_vad
-    from agents.stt import SpeechToText, SttConfig
+    from agents.stt import SpeechToText
+    from agents.stt_config import SttConfig
 
     settings = app.settings
     transform = SpeechToText(load_recognizer(settings), load_vad(settings), SttConfig.from_settings(settings))
