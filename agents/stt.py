@@ -100,6 +100,10 @@ class SpeechToText:
         if key not in self._streams:
             self._resumed[key] = done_through
 
+    def forget(self, key: Hashable) -> None:
+        self._streams.pop(key, None)
+        self._resumed.pop(key, None)
+
     def process(self, frame: AudioFrame, received_at: float) -> Iterator[Transcript | UtteranceDropped]:
         stream = self._streams.get(self.stream_key(frame))
         if stream is None:

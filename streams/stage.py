@@ -108,6 +108,11 @@ class Resumable(Protocol):
         """Take up stream ``key`` knowing its work is finished through ``done_through``."""
         ...
 
+    def forget(self, key: Hashable) -> None:
+        """Give up stream ``key``: its partition went to another worker, which replays what of it is not
+        finished. Nothing more of it may come from here (an utterance closed here too would be said twice)."""
+        ...
+
 
 class Stateless:
     """The stream-keeping half of :class:`StageTransform` for transforms that keep none."""

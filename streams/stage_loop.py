@@ -51,6 +51,8 @@ class StageLoop:
         if self._resumable is not None:
             self._done = app.Table(f"{self._stage}-done", partitions=app.settings.partitions, key_type=str,
                                    value_type=int)  # fmt: skip
+        self._partitions: dict[Hashable, int] = {}
+        """Each stream's partition (of its latest message): what a rebalance that moves it takes away."""
         self._busy = False
         self._rebalanced_at = 0.0
 
@@ -70,6 +72,15 @@ class StageLoop:
         assigned: set[TP] = args[0]
         owned = sorted(tp.partition for tp in assigned if tp.topic == self._source.name)
         log.info("%s: assigned partitions %s of %s", self._stage, owned, self._source.name)
+        moved = [key for key, partition in self._partitions.items() if partition not in owned]
+        if moved and self._resumable is not None:
+            # In the inference thread, where the transform runs: never beside its own work.
+            await asyncio.get_running_loop().run_in_executor(self._app.executor, _forget, self._resumable, moved)
+        for key in moved:
+            del self._partitions[key]
+            self._held.pop(key, None)  # the new owner has them from the last commit; acking them is not ours
+        if moved:
+            log.info("%s: %d streams moved to another worker, given up here", self._stage, len(moved))
 
     async def send(self, record: Envelope, received_at: float, compute_s: float) -> None:
         """Stamp ``record`` with this stage's timing and send it to its record type's topic."""
@@ -94,6 +105,8 @@ class StageLoop:
                 event.ack()
                 continue
             key = transform.stream_key(record)
+            if self._resumable is not None:
+                self._partitions[key] = event.message.partition
             if self._resumable is not None and (through := self._done.get(str(key))) is not None:
                 self._resumable.resume(key, through)
             if record.timings:
@@ -151,6 +164,11 @@ class StageLoop:
         through = self._resumable.done_through(key) if self._resumable is not None else None
         if through is not None and self._done.get(str(key)) != through:
             self._done[str(key)] = through
+
+
+def _forget(transform: Resumable, keys: list[Hashable]) -> None:
+    for key in keys:
+        transform.forget(key)
 
 
 def _timed(work: Callable[..., T], *args: Any) -> tuple[T, float]:
