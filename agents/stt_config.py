@@ -8,13 +8,18 @@ from dataclasses import dataclass
 from streams.settings import Settings
 
 
+def _default(setting: str) -> float:
+    """A setting's documented default: what `up` runs with is what a bare :class:`SttConfig` means."""
+    return float(Settings.model_fields[setting].default)
+
+
 @dataclass(frozen=True)
 class SttConfig:
-    vad_threshold: float = 0.5
-    hangover_s: float = 0.5
-    max_utterance_s: float = 15.0
-    partial_interval_s: float = 0.8
-    stale_after_s: float = 10.0
+    vad_threshold: float = _default("vad_threshold")
+    hangover_s: float = _default("vad_hangover_ms") / 1000
+    max_utterance_s: float = _default("max_utterance_s")
+    partial_interval_s: float = _default("partial_interval_s")
+    stale_after_s: float = _default("stale_after_s")
     pre_roll_s: float = 0.2
     speculate_after_s: float = 0.2
     """Pause after which the final is recognized ahead of the hangover's end."""
