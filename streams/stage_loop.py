@@ -73,14 +73,14 @@ class StageLoop:
         owned = sorted(tp.partition for tp in assigned if tp.topic == self._source.name)
         log.info("%s: assigned partitions %s of %s", self._stage, owned, self._source.name)
         moved = [key for key, partition in self._partitions.items() if partition not in owned]
-        if moved and self._resumable is not None:
-            # In the inference thread, where the transform runs: never beside its own work.
-            await asyncio.get_running_loop().run_in_executor(self._app.executor, _forget, self._resumable, moved)
+        if not moved or self._resumable is None:
+            return
+        # In the inference thread, where the transform runs: never beside its own work.
+        await asyncio.get_running_loop().run_in_executor(self._app.executor, _forget, self._resumable, moved)
         for key in moved:
             del self._partitions[key]
             self._held.pop(key, None)  # the new owner has them from the last commit; acking them is not ours
-        if moved:
-            log.info("%s: %d streams moved to another worker, given up here", self._stage, len(moved))
+        log.info("%s: %d streams moved to another worker, given up here", self._stage, len(moved))
 
     async def send(self, record: Envelope, received_at: float, compute_s: float) -> None:
         """Stamp ``record`` with this stage's timing and send it to its record type's topic."""
@@ -107,8 +107,8 @@ class StageLoop:
             key = transform.stream_key(record)
             if self._resumable is not None:
                 self._partitions[key] = event.message.partition
-            if self._resumable is not None and (through := self._done.get(str(key))) is not None:
-                self._resumable.resume(key, through)
+                if (through := self._done.get(str(key))) is not None:
+                    self._resumable.resume(key, through)
             if record.timings:
                 lag_s = max(0.0, received_at - record.timings[-1].sent_at)
                 metrics.CONSUME_LAG.labels(self._stage).observe(lag_s)

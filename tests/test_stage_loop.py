@@ -17,8 +17,7 @@ from streams.settings import get_settings
 from streams.stage_loop import StageLoop
 from streams.topics import STAGE_SOURCES
 from tests.fakes import GrowingRecognizer
-from tests.speech import prompt_pcm, silence
-from tests.test_stt import frames
+from tests.speech import frames, prompt_pcm, silence
 
 SOURCE = STAGE_SOURCES["stt"]
 

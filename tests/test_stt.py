@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from itertools import pairwise
 
 import numpy as np
@@ -16,27 +15,17 @@ from agents.engines.silero import SileroVad
 from agents.hypotheses import LocalAgreement, clean_hypothesis, continuation, overlap
 from agents.stt import SpeechToText
 from agents.stt_config import SttConfig
-from schemas import AudioFrame, Transcript, UtteranceDropped
+from schemas import Transcript, UtteranceDropped
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings
 from streams.stage import Dropped, Failed
 from tests.fakes import GrowingRecognizer
-from tests.speech import prompt_pcm, silence
-
-FRAME = 3_200  # 100 ms
+from tests.speech import frames, prompt_pcm, silence
 
 
 @pytest.fixture(scope="module")
 def vad() -> SileroVad:
     return SileroVad(ModelPaths(get_settings().models_dir).vad)
-
-
-def frames(pcm: bytes, start_at: float = 1000.0, session: str = "s1") -> Iterator[AudioFrame]:
-    for index, offset in enumerate(range(0, len(pcm), FRAME)):
-        yield AudioFrame(
-            room_id="room", session_id=session, speaker_id="u1", sequence_number=index,
-            captured_at=start_at + offset / 32_000, language="en", pcm=pcm[offset : offset + FRAME],
-        )  # fmt: skip
 
 
 def run(stt: SpeechToText, pcm: bytes, start_at: float = 1000.0) -> list[Transcript | UtteranceDropped]:
