@@ -23,7 +23,8 @@ How one speaker's audio becomes captions:
 - Partials are a luxury: a frame that arrives ``partial_max_lag_s`` after it
   was captured means the stage is behind, and its partials are skipped so
   that every speaker's final comes first; so are they while another speaker's
-  final is recognized and waits only for the hangover to end.
+  final is recognized and waits only for the hangover to end. The partials that
+  are left go to whoever has waited longest for one (:mod:`agents.partial_turns`).
 - Audio older than ``stale_after_s`` when it arrives is still segmented (VAD
   is cheap) but never recognized: its utterance is announced as dropped
   (:class:`~schemas.UtteranceDropped`, reason ``stale``), never lost silently.
@@ -50,6 +51,7 @@ import stamina
 
 from agents.engines.protocols import Float32Audio, SpeechRecognizer, VoiceActivityDetector
 from agents.hypotheses import LocalAgreement, clean_hypothesis
+from agents.partial_turns import partial_due, partial_turn
 from agents.stt_config import SttConfig
 from agents.utterances import SpeakerStream, Utterance
 from schemas import SAMPLE_RATE, AudioFrame, Transcript, UtteranceDropped
@@ -139,7 +141,7 @@ class SpeechToText:
             if frame.end_of_utterance:
                 yield from self._finish(stream)
             elif lag < self._config.partial_max_lag_s:
-                yield from self._maybe_partial(stream)
+                yield from self._maybe_partial(stream, received_at)
 
     def expire(self, now: float) -> list[Transcript | UtteranceDropped]:
         closed: list[Transcript | UtteranceDropped] = []
@@ -196,6 +198,7 @@ class SpeechToText:
     def _open(self, stream: SpeakerStream, sequence: int, windows: list[Float32Audio], start: int) -> Utterance:
         stream.utterance = Utterance(
             first_sequence=sequence,
+            recognized_at=stream.last_frame_at,
             start_sample=start,
             windows=windows,
             window_energy=[float(np.mean(w * w)) for w in windows],
@@ -222,14 +225,16 @@ class SpeechToText:
 
     # -- recognition -----------------------------------------------------------
 
-    def _maybe_partial(self, stream: SpeakerStream) -> Iterator[Transcript]:
+    def _maybe_partial(self, stream: SpeakerStream, now: float) -> Iterator[Transcript]:
         utterance = stream.utterance
         assert utterance is not None
-        if (len(utterance.windows) - utterance.recognized_windows) * self._window_s < self._config.partial_interval_s:
+        interval_s = self._config.partial_interval_s
+        if not partial_due(utterance, self._window_s, interval_s):
             return
-        if utterance.silent_run or utterance.stale or self._final_due(stream):
-            return  # a final may be a hangover away, and a partial now would delay it
+        if not partial_turn(stream, self._streams.values(), now, self._window_s, interval_s):
+            return  # the worker is shared: finals first, then the speaker whose screen waited longest
         utterance.recognized_windows = len(utterance.windows)  # the next try waits an interval, failed or not
+        utterance.recognized_at = now
         start = max(0, len(utterance.windows) - round(self._config.partial_window_s / self._window_s))
         try:
             hypothesis = self._recognize(utterance, stream.language, start=start)
@@ -241,12 +246,6 @@ class SpeechToText:
         if grew or tentative != utterance.shown_tentative:
             utterance.shown_tentative = tentative
             yield self._transcript(stream, utterance, agreement.text, is_final=False, tentative=tentative)
-
-    def _final_due(self, stream: SpeakerStream) -> bool:
-        """Another speaker on this worker has its final recognized and waits for the hangover to end: a
-        partial decoded first would make that final wait too (a decode takes 0.1–0.2 s)."""
-        others = (other.utterance for other in self._streams.values() if other is not stream)
-        return any(utterance is not None and utterance.final_ready for utterance in others)
 
     def _recognize(self, utterance: Utterance, language: str, end: int | None = None, start: int = 0) -> str:
         audio = utterance.audio(end, start)

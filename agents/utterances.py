@@ -30,6 +30,8 @@ class Utterance:
     last_voiced_at: float = 0.0
     recognized_windows: int = 0
     """Length (in windows) when the last hypothesis was made."""
+    recognized_at: float = 0.0
+    """When the last partial hypothesis was made (or the utterance opened): how long its speaker has waited."""
     speculation: tuple[int, str] | None = None
     """(audio end in windows, cleaned hypothesis) recognized early in a pause, ready to become the final."""
     stale: bool = False

@@ -157,6 +157,47 @@ def test_while_a_final_waits_for_its_hangover_no_other_speaker_gets_a_partial(va
     assert sum(before[-len(waiting) * 2 :]) > 0, "A was not being decoded before: the test shows nothing"
 
 
+def shared_worker(vad: SileroVad, decode_s: float, late_s: dict[str, float]) -> dict[str, float]:
+    """Speakers (``late_s``'s keys) talking at once on one worker whose decodes take ``decode_s`` on a
+    simulated clock, each speaker's frames taken ``late_s`` after the worker could: the longest any
+    speaker's captions stood still while the speaker talked."""
+    now = 0.0
+    recognizer = GrowingRecognizer()
+
+    def decode_takes_time(audio: np.ndarray, language: str) -> Recognition:
+        nonlocal now
+        now += decode_s
+        return GrowingRecognizer.transcribe(recognizer, audio, language)
+
+    recognizer.transcribe = decode_takes_time  # type: ignore[method-assign]
+    stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.5))
+    speech = prompt_pcm("en", "agent-alreadyon") * 2  # about 10 s without a pause long enough to end it
+    updates: dict[str, list[float]] = {name: [] for name in late_s}
+    for step in zip(*(frames(speech, session=name) for name in late_s), strict=True):
+        for frame in step:
+            now = max(now, frame.captured_at + 0.1 + 0.01)  # a worker takes a frame once it is whole
+            for out in stt.process(frame, now + late_s[frame.session_id]):
+                if isinstance(out, Transcript) and not out.is_final:
+                    updates[frame.session_id].append(now)
+    start, end = 1000.0, 1000.0 + len(speech) / 32_000
+    return {name: float(max(np.diff([start, *times, end]))) for name, times in updates.items()}
+
+
+def test_a_saturated_worker_shares_its_partials_out_by_who_waited_longest(vad: SileroVad) -> None:
+    """Three speakers, decodes of 0.3 s: a partial every 0.5 s for each cannot be kept up. The lag
+    rule skips partials, and the ones left go to whoever has waited longest, so no speaker's captions
+    stand still while the others' move (without the rule, one speaker's stood still for 4.4 s)."""
+    longest_waits = shared_worker(vad, decode_s=0.3, late_s={"a": 0.0, "b": 0.0, "c": 0.0})
+    assert max(longest_waits.values()) < 2.0, longest_waits
+
+
+def test_a_speaker_whose_frames_come_late_does_not_hold_back_the_others_partials(vad: SileroVad) -> None:
+    """Late frames get no partial, so their speaker is not waited for: the others' captions go on."""
+    longest_waits = shared_worker(vad, decode_s=0.1, late_s={"a": 0.0, "b": 0.0, "late": 0.5})
+    assert longest_waits["late"] > 9, "the late speaker got partials: the test shows nothing"
+    assert longest_waits["a"] < 1.5 and longest_waits["b"] < 1.5, longest_waits
+
+
 def test_partials_stop_at_their_window_and_the_final_covers_everything(vad: SileroVad) -> None:
     recognizer = GrowingRecognizer()
     stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.5, partial_window_s=2.0))
