@@ -28,6 +28,10 @@ How one speaker's audio becomes captions:
 - Audio older than ``stale_after_s`` when it arrives is still segmented (VAD
   is cheap) but never recognized: its utterance is announced as dropped
   (:class:`~schemas.UtteranceDropped`, reason ``stale``), never lost silently.
+- In a pause (``speculate_after_s`` of silence) the utterance is recognized through its end ahead of
+  the hangover, so the final is ready when the hangover ends; that hypothesis is shown as a partial
+  too, and when the speaker goes on (a breath, a comma) the next partial waits an interval from there
+  instead of decoding the same speech again.
 - ``vad_hangover_ms`` of silence, a client ``flush``, or ``max_utterance_s``
   (cut at the quietest window) closes the utterance with a final transcript
   whose text starts with every word already shown.
@@ -193,7 +197,7 @@ class SpeechToText:
         elif len(utterance.windows) * self._window_s >= config.max_utterance_s:
             yield from self._cut_at_quietest(stream, sequence)
         elif silence_s >= config.speculate_after_s:
-            self._speculate_in_pause(stream, utterance)
+            yield from self._speculate_in_pause(stream, utterance)
 
     def _open(self, stream: SpeakerStream, sequence: int, windows: list[Float32Audio], start: int) -> Utterance:
         stream.utterance = Utterance(
@@ -241,8 +245,14 @@ class SpeechToText:
         except Exception as exc:  # noqa: BLE001 - a partial is a luxury: the final tries again
             log.warning("partial not recognized: %r", exc, extra={"room_id": stream.room_id})
             return
+        yield from self._partial(stream, utterance, hypothesis, windowed=start > 0)
+
+    def _partial(
+        self, stream: SpeakerStream, utterance: Utterance, hypothesis: str, windowed: bool
+    ) -> Iterator[Transcript]:
+        """Take a new hypothesis into the utterance's agreement; a partial caption if what it shows changed."""
         agreement = utterance.agreement
-        grew, tentative = agreement.update(hypothesis, windowed=start > 0), " ".join(agreement.tentative)
+        grew, tentative = agreement.update(hypothesis, windowed=windowed), " ".join(agreement.tentative)
         if grew or tentative != utterance.shown_tentative:
             utterance.shown_tentative = tentative
             yield self._transcript(stream, utterance, agreement.text, is_final=False, tentative=tentative)
@@ -256,20 +266,29 @@ class SpeechToText:
                 recognition = self._recognizer.transcribe(audio, language)
         return clean_hypothesis(recognition, utterance.voice(self._window_s))
 
-    def _speculate(self, utterance: Utterance, language: str) -> None:
+    def _speculate(self, utterance: Utterance, language: str) -> bool:
         """Recognize the utterance as it stands while the pause goes on, so that when the hangover
-        ends the final is already made: recognition overlaps the wait instead of following it."""
-        if utterance.stale:
-            return
-        if utterance.speculation is None or utterance.speculation[0] != utterance.voiced_end:
-            end = utterance.voiced_end
-            utterance.speculation = (end, self._recognize(utterance, language, end))
+        ends the final is already made: recognition overlaps the wait instead of following it.
+        True when it made a new hypothesis."""
+        if utterance.stale or (utterance.speculation is not None and utterance.speculation[0] == utterance.voiced_end):
+            return False
+        end = utterance.voiced_end
+        utterance.speculation = (end, self._recognize(utterance, language, end))
+        return True
 
-    def _speculate_in_pause(self, stream: SpeakerStream, utterance: Utterance) -> None:
+    def _speculate_in_pause(self, stream: SpeakerStream, utterance: Utterance) -> Iterator[Transcript]:
+        """Speculate, and show the speculation as a partial: it is the utterance's newest hypothesis,
+        through to the speech's end. Most pauses end in more speech (a breath, a comma), and the partial
+        due then would decode the same audio again: it waits an interval from here instead."""
         try:
-            self._speculate(utterance, stream.language)
+            if not self._speculate(utterance, stream.language):
+                return
         except Exception as exc:  # noqa: BLE001 - the final recognizes again, and declares a failure
             log.warning("utterance not recognized ahead of its final: %r", exc, extra={"room_id": stream.room_id})
+            return
+        assert utterance.speculation is not None
+        utterance.recognized_windows, utterance.recognized_at = len(utterance.windows), stream.last_frame_at
+        yield from self._partial(stream, utterance, utterance.speculation[1], windowed=False)
 
     def _finish(self, stream: SpeakerStream) -> Iterator[Transcript | UtteranceDropped]:
         utterance = stream.utterance

@@ -124,12 +124,37 @@ def test_stale_speech_is_announced_as_dropped_and_never_recognized(vad: SileroVa
 
 
 def test_a_stage_running_behind_skips_partials_but_not_finals(vad: SileroVad) -> None:
+    """Behind, no partial is decoded: the one decode is the final's, made in the pause (and shown
+    there as a partial, which costs nothing more)."""
     recognizer = GrowingRecognizer()
     stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.5))
     out = []
     for frame in frames(silence(0.3) + prompt_pcm("en", "agent-alreadyon") + silence(1.0)):
         out.extend(stt.process(frame, frame.captured_at + 0.1 + 0.5))  # taken 0.5 s after its end
-    assert [t.is_final for t in out] == [True]
+    assert len(recognizer.calls) == 1
+    assert [t.is_final for t in out] == [False, True] and out[0].tentative == out[1].text
+
+
+def test_a_pause_that_ends_in_more_speech_shows_its_decode_and_is_not_decoded_again(vad: SileroVad) -> None:
+    """A breath (longer than the wait before the final is speculated, shorter than the hangover): the
+    hypothesis decoded in it is shown at once, and the next partial waits an interval of new audio
+    instead of decoding the same speech again as soon as the speaker goes on."""
+    recognizer = GrowingRecognizer()
+    stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=0.5))
+    pause_at = 3.0  # seconds into the audio
+    speech = prompt_pcm("en", "agent-alreadyon")
+    pcm = silence(0.3) + speech[: int(pause_at * 32_000)] + silence(0.3) + speech[int(pause_at * 32_000) :] + silence(1)
+    decoded_at: list[float] = []  # audio time of each frame that decoded
+    shown_in_pause = []
+    for frame in frames(pcm):
+        calls = len(recognizer.calls)
+        out = list(stt.process(frame, frame.captured_at + 0.15))
+        at = frame.captured_at - 1000.0
+        decoded_at += [at] * (len(recognizer.calls) - calls)
+        shown_in_pause += [t for t in out if 0.3 + pause_at + 0.2 <= at < 0.3 + pause_at + 0.3 and not t.is_final]
+    assert shown_in_pause, "the pause's decode was not shown"
+    in_pause = next(i for i, at in enumerate(decoded_at) if at >= 0.3 + pause_at + 0.2)
+    assert decoded_at[in_pause + 1] - decoded_at[in_pause] >= 0.5 - 1e-9, decoded_at
 
 
 def test_while_a_final_waits_for_its_hangover_no_other_speaker_gets_a_partial(vad: SileroVad) -> None:
