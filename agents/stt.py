@@ -28,10 +28,10 @@ How one speaker's audio becomes captions:
 - Audio older than ``stale_after_s`` when it arrives is still segmented (VAD
   is cheap) but never recognized: its utterance is announced as dropped
   (:class:`~schemas.UtteranceDropped`, reason ``stale``), never lost silently.
-- In a pause (``speculate_after_s`` of silence) the utterance is recognized through its end ahead of
-  the hangover, so the final is ready when the hangover ends; that hypothesis is shown as a partial
-  too, and when the speaker goes on (a breath, a comma) the next partial waits an interval from there
-  instead of decoding the same speech again.
+- In a pause (a frame that ends in ``speculate_after_s`` of silence) the utterance is recognized
+  through its end ahead of the hangover, so the final is ready when the hangover ends; that hypothesis
+  is shown as a partial too, and when the speaker goes on (a breath, a comma) the next partial waits an
+  interval from there instead of decoding the same speech again.
 - ``vad_hangover_ms`` of silence, a client ``flush``, or ``max_utterance_s``
   (cut at the quietest window) closes the utterance with a final transcript
   whose text starts with every word already shown.
@@ -144,6 +144,10 @@ class SpeechToText:
             lag = received_at - frame.captured_at - len(pcm) / SAMPLE_RATE
             if frame.end_of_utterance:
                 yield from self._finish(stream)
+            elif stream.utterance.silent_run * self._window_s >= self._config.speculate_after_s:
+                # The frame ends in a pause. Judged at its end, not window by window: a breath that ends
+                # within the frame costs no decode, and its windows all arrived at the same moment.
+                yield from self._speculate_in_pause(stream, stream.utterance)
             elif lag < self._config.partial_max_lag_s:
                 yield from self._maybe_partial(stream, received_at)
 
@@ -196,8 +200,6 @@ class SpeechToText:
             yield from self._finish(stream)
         elif len(utterance.windows) * self._window_s >= config.max_utterance_s:
             yield from self._cut_at_quietest(stream, sequence)
-        elif silence_s >= config.speculate_after_s:
-            yield from self._speculate_in_pause(stream, utterance)
 
     def _open(self, stream: SpeakerStream, sequence: int, windows: list[Float32Audio], start: int) -> Utterance:
         stream.utterance = Utterance(

@@ -30,10 +30,12 @@ FRAME_BYTES = 3_200
 """100 ms of PCM: what the gateway groups a client's audio into (``DRAGOMAN_FRAME_GROUP_MS``)."""
 
 
-def frames(pcm: bytes, start_at: float = 1000.0, session: str = "s1") -> Iterator[AudioFrame]:
+def frames(
+    pcm: bytes, start_at: float = 1000.0, session: str = "s1", frame_bytes: int = FRAME_BYTES
+) -> Iterator[AudioFrame]:
     """``pcm`` as one speaker's audio.raw messages, captured in real time from ``start_at``."""
-    for index, offset in enumerate(range(0, len(pcm), FRAME_BYTES)):
+    for index, offset in enumerate(range(0, len(pcm), frame_bytes)):
         yield AudioFrame(
             room_id="room", session_id=session, speaker_id="u1", sequence_number=index,
-            captured_at=start_at + offset / 32_000, language="en", pcm=pcm[offset : offset + FRAME_BYTES],
+            captured_at=start_at + offset / 32_000, language="en", pcm=pcm[offset : offset + frame_bytes],
         )  # fmt: skip

@@ -157,6 +157,24 @@ def test_a_pause_that_ends_in_more_speech_shows_its_decode_and_is_not_decoded_ag
     assert decoded_at[in_pause + 1] - decoded_at[in_pause] >= 0.5 - 1e-9, decoded_at
 
 
+def test_a_breath_over_before_its_frame_ends_costs_no_decode(vad: SileroVad) -> None:
+    """A pause is judged at the end of a frame, whose windows all arrived at once: a breath of 0.3 s
+    inside a 1 s frame, over before the frame ends, is not decoded (window by window, its 0.2 s mark
+    was, in a pause the same frame shows was over)."""
+    recognizer = GrowingRecognizer()
+    stt = SpeechToText(recognizer, vad, SttConfig(partial_interval_s=60))  # no partials: only pauses decode
+    speech = prompt_pcm("en", "agent-alreadyon")
+    breath_at = 1.4 * 32_000  # inside the second 1 s frame, whose last 0.3 s are speech again
+    pcm = speech[: int(breath_at)] + silence(0.3) + speech[int(breath_at) :] + silence(1)
+    decodes, out = [], []
+    for frame in frames(pcm, frame_bytes=32_000):
+        calls = len(recognizer.calls)
+        out += stt.process(frame, frame.captured_at + 1.05)
+        decodes.append(len(recognizer.calls) - calls)
+    assert decodes[1] == 0, decodes
+    assert [t.is_final for t in out][-1:] == [True]
+
+
 def test_while_a_final_waits_for_its_hangover_no_other_speaker_gets_a_partial(vad: SileroVad) -> None:
     """Finals first: one worker, two speakers. While B's final is recognized and waits for the hangover
     to end, A, still talking, gets no partial decoded, so B's final never waits behind one."""
