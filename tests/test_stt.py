@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from agents.engines.protocols import Recognition
 from agents.engines.silero import SileroVad
 from agents.hypotheses import LocalAgreement, clean_hypothesis, continuation, overlap
+from agents.recordings import prompt_audio
 from agents.stt import SpeechToText
 from agents.stt_config import SttConfig
+from agents.stt_cost import bench_reading_cost
 from schemas import Transcript, UtteranceDropped
 from streams.model_paths import ModelPaths
 from streams.settings import get_settings
@@ -173,6 +175,15 @@ def test_a_breath_over_before_its_frame_ends_costs_no_decode(vad: SileroVad) -> 
         decodes.append(len(recognizer.calls) - calls)
     assert decodes[1] == 0, decodes
     assert [t.is_final for t in out][-1:] == [True]
+
+
+def test_the_reading_cost_counts_and_times_every_decode_of_the_transform(vad: SileroVad) -> None:
+    """`bench captions`' tuning figure: what one reader costs the transform, decode by decode."""
+    recognizer = GrowingRecognizer(delay_s=0.01)
+    said = "the words the fake does not say"
+    cost = bench_reading_cost(recognizer, vad, SttConfig(), prompt_audio("en", "agent-alreadyon"), [said], "en")
+    assert cost["decodes"] == len(recognizer.calls) > 1
+    assert cost["decode_s"] >= 0.01 * cost["decodes"] and cost["wer"] > 0
 
 
 def test_while_a_final_waits_for_its_hangover_no_other_speaker_gets_a_partial(vad: SileroVad) -> None:

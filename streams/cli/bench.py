@@ -124,11 +124,14 @@ def _bench_languages(args: argparse.Namespace) -> None:
 
 
 def _bench_captions(args: argparse.Namespace) -> None:
-    """A continuous reading, word by word: how soon each word is on screen (see streams.cli.bench_captions)."""
+    """A continuous reading, word by word: how soon each word is on screen (see streams.cli.bench_captions);
+    first, what one reader costs the stt transform alone (:func:`agents.stt_cost.bench_reading_cost`)."""
     from agents.bench import word_error_rate
     from agents.hypotheses import normalize_text
-    from agents.models import load_recognizer
+    from agents.models import load_recognizer, load_vad
     from agents.recordings import continuous_reading, word_timings
+    from agents.stt_config import SttConfig
+    from agents.stt_cost import bench_reading_cost
     from agents.tts import to_pcm16
     from streams.cli.bench_captions import read_aloud, summarize
 
@@ -137,10 +140,13 @@ def _bench_captions(args: argparse.Namespace) -> None:
     recognizer = load_recognizer(settings)
     words = word_timings(recognizer, audio, args.language)
     offline_text = " ".join(w for _, _, w in words)
-    del recognizer  # the bench process's copy of the model: its memory is the workers' now
     offline_wer = word_error_rate([" ".join(said)], [offline_text])
     print(f"reading: {len(audio) / 16_000:.1f} s, {len(said)} prompts {args.pause} s apart, {len(words)} words timed "
           f"offline, offline WER {offline_wer:.3f}")  # fmt: skip
+    cost = bench_reading_cost(recognizer, load_vad(settings), SttConfig.from_settings(settings), audio, said,
+                              args.language)  # fmt: skip
+    print("one reader through the stt transform alone (virtual clock, a tuning figure, not live): " + json.dumps(cost))
+    del recognizer  # the bench process's copy of the model: its memory is the workers' now
     with settled_system(settings) as system:
         for rooms in [int(n) for n in (args.rooms or "1,6").split(",")]:
             streams = asyncio.run(read_aloud(system.url, system.secret, rooms, to_pcm16(audio), args.language))
