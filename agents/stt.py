@@ -144,7 +144,7 @@ class SpeechToText:
             lag = received_at - frame.captured_at - len(pcm) / SAMPLE_RATE
             if frame.end_of_utterance:
                 yield from self._finish(stream)
-            elif stream.utterance.silent_run * self._window_s >= self._config.speculate_after_s:
+            elif stream.utterance.silence_s(self._window_s) >= self._config.speculate_after_s:
                 # The frame ends in a pause. Judged at its end, not window by window: a breath that ends
                 # within the frame costs no decode, and its windows all arrived at the same moment.
                 yield from self._speculate_in_pause(stream, stream.utterance)
@@ -195,8 +195,7 @@ class SpeechToText:
             utterance.voiced_windows += 1
             utterance.voiced_probability += probability
             utterance.last_voiced_at = window_end_at
-        silence_s = utterance.silent_run * self._window_s
-        if silence_s >= config.hangover_s:
+        if utterance.silence_s(self._window_s) >= config.hangover_s:
             yield from self._finish(stream)
         elif len(utterance.windows) * self._window_s >= config.max_utterance_s:
             yield from self._cut_at_quietest(stream, sequence)

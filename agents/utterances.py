@@ -46,6 +46,10 @@ class Utterance:
     def audio(self, end: int | None = None, start: int = 0) -> Float32Audio:
         return np.concatenate(self.windows[start:end])
 
+    def silence_s(self, window_s: float) -> float:
+        """How long it has been quiet since its last voiced window: a pause, or the hangover's end."""
+        return self.silent_run * window_s
+
     def voice(self, window_s: float) -> VoiceEvidence:
         return VoiceEvidence(self.voiced_windows * window_s, self.voiced_probability / max(1, self.voiced_windows))
 

@@ -134,6 +134,7 @@ def _bench_captions(args: argparse.Namespace) -> None:
     from agents.stt_cost import bench_reading_cost
     from agents.tts import to_pcm16
     from streams.cli.bench_captions import read_aloud, summarize
+    from streams.cli.measures import cpu_use
 
     settings = get_settings()
     audio, said = continuous_reading(args.language, args.seconds, args.pause)
@@ -147,10 +148,14 @@ def _bench_captions(args: argparse.Namespace) -> None:
                               args.language)  # fmt: skip
     print("one reader through the stt transform alone (virtual clock, a tuning figure, not live): " + json.dumps(cost))
     del recognizer  # the bench process's copy of the model: its memory is the workers' now
+    stt_workers = [f"http://127.0.0.1:{worker_port(settings.worker_web_port, 'stt', replica)}/metrics"
+                   for replica in range(settings.replicas)]  # fmt: skip
     with settled_system(settings) as system:
         for rooms in [int(n) for n in (args.rooms or "1,6").split(",")]:
-            streams = asyncio.run(read_aloud(system.url, system.secret, rooms, to_pcm16(audio), args.language))
+            with cpu_use(stt_workers) as used:
+                streams = asyncio.run(read_aloud(system.url, system.secret, rooms, to_pcm16(audio), args.language))
             report = summarize(streams, words, said, offline_wer, offline_text, normalize_text, word_error_rate)
+            report |= {"stt_workers_cpu_cores": used.processes, "machine_cpu_cores": used.machine}
             print(json.dumps(report), flush=True)
 
 

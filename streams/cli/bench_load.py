@@ -53,7 +53,7 @@ import aiohttp
 import numpy as np
 
 from schemas import SAMPLE_RATE
-from streams.cli.measures import metric_value, percentile
+from streams.cli.measures import cpu_use, percentile
 from streams.cli.realtime import AudioSocket, SentAudio, play
 from web.ingest import STALL_S
 from web.outage import CHECK_EVERY_S
@@ -309,14 +309,10 @@ def bench_load(
     recorded: list[str] = []
 
     def round_of(count: int, label: object) -> None:
-        cpu_before, wall_before = metric_value(stt_metrics_url, "process_cpu_seconds_total"), time.monotonic()
-        rooms = asyncio.run(run_rooms(url, secret, count, speech, speak, listen))
+        with cpu_use([stt_metrics_url]) as used:
+            rooms = asyncio.run(run_rooms(url, secret, count, speech, speak, listen))
         recorded.extend(room.name for room in rooms)
-        cpu_after = metric_value(stt_metrics_url, "process_cpu_seconds_total")
-        cores = None
-        if cpu_before is not None and cpu_after is not None:
-            cores = (cpu_after - cpu_before) / (time.monotonic() - wall_before)
-        row = {**summarize(rooms, cores), "rooms": label}
+        row = {**summarize(rooms, used.processes[0]), "rooms": label}
         rows.append(row)
         print(" | ".join(str(row[c]) for c in columns), flush=True)
         time.sleep(6.0)  # speakers of this round leave the stage's active count before the next

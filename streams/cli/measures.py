@@ -1,13 +1,18 @@
 """What the benches measure with: percentiles of latencies, a value read off a Prometheus endpoint,
-and a recording trimmed to its speech so that its end of speech is exact."""
+the CPU processes and the machine used while a round ran, and a recording trimmed to its speech so
+that its end of speech is exact."""
 
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
+import psutil
 
 from schemas import SAMPLE_RATE
 
@@ -25,6 +30,35 @@ def metric_value(metrics_url: str, metric: str) -> float | None:
         return None
     found = re.search(rf"^{metric} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else None
+
+
+@dataclass
+class CpuUse:
+    """Cores used over a block (:func:`cpu_use`): by each process behind a /metrics URL (``None`` where
+    it could not be read, as of a worker not started), and by the whole machine, whatever runs on it."""
+
+    processes: list[float | None] = field(default_factory=list)
+    machine: float = float("nan")
+
+
+@contextmanager
+def cpu_use(metrics_urls: Sequence[str]) -> Iterator[CpuUse]:
+    """Measure :class:`CpuUse` over the ``with`` block: the processes' ``process_cpu_seconds_total``
+    (prometheus-client's process collector) and the machine's busy time (all but idle and I/O wait)."""
+
+    def machine_busy_s() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    use = CpuUse()
+    before = [metric_value(url, "process_cpu_seconds_total") for url in metrics_urls]
+    busy_before, started = machine_busy_s(), time.monotonic()
+    yield use
+    wall_s = time.monotonic() - started
+    after = [metric_value(url, "process_cpu_seconds_total") for url in metrics_urls]
+    use.processes = [None if a is None or b is None else round((a - b) / wall_s, 2)
+                     for b, a in zip(before, after, strict=True)]  # fmt: skip
+    use.machine = round((machine_busy_s() - busy_before) / wall_s, 2)
 
 
 def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
