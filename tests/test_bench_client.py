@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import time
 
+import prometheus_client
+
 from schemas import SAMPLE_RATE
 from streams.cli.bench_captions import Stream, longest_wait
 from streams.cli.bench_load import PAUSE_S, Room, Utterance, _speak, summarize
+from streams.cli.measures import cpu_use
 from streams.cli.realtime import FRAME_BYTES, play
+from tests.conftest import free_port
 
 
 class HeldUpSocket:
@@ -74,3 +78,25 @@ def test_an_outage_lasts_for_the_client_until_its_speech_is_served_again() -> No
     served.final_at = served.translated_at = served.audio_ended_at = 16.6
     assert [room.told_dropped(u) for u in room.utterances] == [False, True, True, False]
     assert summarize([room], None)["finals_missing"] == 2  # `before` and `after` were lost silently
+
+
+def test_the_cpu_a_process_and_the_machine_used_is_measured_over_a_round() -> None:
+    """This process, busy on one thread for half a second and serving /metrics as every worker does,
+    is counted for what it used by its own clock, and the machine for at least that; a worker that
+    is not there reads None."""
+    port = free_port()
+    server, thread = prometheus_client.start_http_server(port, addr="127.0.0.1")
+    try:
+        cpu_before, wall_before = time.process_time(), time.monotonic()
+        with cpu_use([f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{free_port()}/metrics"]) as used:
+            busy_until = time.process_time() + 0.5
+            while time.process_time() < busy_until:
+                pass
+        own = (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
+    finally:
+        server.shutdown()
+        thread.join()
+    this_process, absent = used.processes
+    assert own > 0.2, "the machine was too busy for this process to run: the test shows nothing"
+    assert this_process is not None and abs(this_process - own) < 0.25, (used, own)
+    assert absent is None and used.machine >= this_process - 0.1, used

@@ -44,21 +44,18 @@ class CpuUse:
 @contextmanager
 def cpu_use(metrics_urls: Sequence[str]) -> Iterator[CpuUse]:
     """Measure :class:`CpuUse` over the ``with`` block: the processes' ``process_cpu_seconds_total``
-    (prometheus-client's process collector) and the machine's busy time (all but idle and I/O wait)."""
-
-    def machine_busy_s() -> float:
-        times = psutil.cpu_times()
-        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
+    (prometheus-client's process collector) and the machine's busy share (psutil's ``cpu_percent``
+    over the block, in cores)."""
     use = CpuUse()
     before = [metric_value(url, "process_cpu_seconds_total") for url in metrics_urls]
-    busy_before, started = machine_busy_s(), time.monotonic()
+    psutil.cpu_percent()  # the machine's interval starts here
+    started = time.monotonic()
     yield use
     wall_s = time.monotonic() - started
+    use.machine = round(psutil.cpu_percent() / 100 * (psutil.cpu_count() or 1), 2)
     after = [metric_value(url, "process_cpu_seconds_total") for url in metrics_urls]
     use.processes = [None if a is None or b is None else round((a - b) / wall_s, 2)
                      for b, a in zip(before, after, strict=True)]  # fmt: skip
-    use.machine = round((machine_busy_s() - busy_before) / wall_s, 2)
 
 
 def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
