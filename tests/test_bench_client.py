@@ -11,7 +11,7 @@ import prometheus_client
 from schemas import SAMPLE_RATE
 from streams.cli.bench_captions import Stream, longest_wait
 from streams.cli.bench_load import PAUSE_S, Room, Utterance, _speak, summarize
-from streams.cli.measures import cpu_use
+from streams.cli.measures import PROCESS_CPU, cpu_use
 from streams.cli.realtime import FRAME_BYTES, play
 from tests.conftest import free_port
 
@@ -88,7 +88,8 @@ def test_the_cpu_a_process_and_the_machine_used_is_measured_over_a_round() -> No
     server, thread = prometheus_client.start_http_server(port, addr="127.0.0.1")
     try:
         cpu_before, wall_before = time.process_time(), time.monotonic()
-        with cpu_use([f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{free_port()}/metrics"]) as used:
+        absent_worker = f"http://127.0.0.1:{free_port()}/metrics"
+        with cpu_use([(f"http://127.0.0.1:{port}/metrics", PROCESS_CPU), (absent_worker, PROCESS_CPU)]) as used:
             busy_until = time.process_time() + 0.5
             while time.process_time() < busy_until:
                 pass

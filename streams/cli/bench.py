@@ -134,7 +134,7 @@ def _bench_captions(args: argparse.Namespace) -> None:
     from agents.stt_cost import bench_reading_cost
     from agents.tts import to_pcm16
     from streams.cli.bench_captions import read_aloud, summarize
-    from streams.cli.measures import cpu_use
+    from streams.cli.measures import PROCESS_CPU, cpu_use
 
     settings = get_settings()
     audio, said = continuous_reading(args.language, args.seconds, args.pause)
@@ -148,41 +148,36 @@ def _bench_captions(args: argparse.Namespace) -> None:
                               args.language)  # fmt: skip
     print("one reader through the stt transform alone (virtual clock, a tuning figure, not live): " + json.dumps(cost))
     del recognizer  # the bench process's copy of the model: its memory is the workers' now
-    stt_workers = [f"http://127.0.0.1:{worker_port(settings.worker_web_port, 'stt', replica)}/metrics"
+    stt_workers = [(f"http://127.0.0.1:{worker_port(settings.worker_web_port, 'stt', replica)}/metrics", PROCESS_CPU)
                    for replica in range(settings.replicas)]  # fmt: skip
     with settled_system(settings) as system:
         for rooms in [int(n) for n in (args.rooms or "1,6").split(",")]:
             with cpu_use(stt_workers) as used:
                 streams = asyncio.run(read_aloud(system.url, system.secret, rooms, to_pcm16(audio), args.language))
             report = summarize(streams, words, said, offline_wer, offline_text, normalize_text, word_error_rate)
-            report |= {"stt_workers_cpu_cores": used.processes, "machine_cpu_cores": used.machine}
+            report |= {"stt_workers_cpu_cores": [None if c is None else round(c, 2) for c in used.processes],
+                       "machine_cpu_cores": round(used.machine, 2)}  # fmt: skip
             print(json.dumps(report), flush=True)
 
 
 def _bench_idle(args: argparse.Namespace) -> None:
     """The whole system with nobody speaking: how long it takes to be ready, then the CPU each process
     uses and the broker's memory over ``--minutes`` (from every process's /metrics)."""
-    from streams.cli.measures import metric_value
+    from streams.cli.measures import PROCESS_CPU, cpu_use, metric_value
 
     settings = get_settings()
     started = time.monotonic()
     with running_system(settings) as system:
         ready_s = time.monotonic() - started
-        endpoints = {stage: f"http://127.0.0.1:{worker_port(settings.worker_web_port, stage)}/metrics"
-                     for stage in STAGES}  # fmt: skip
-        endpoints["gateway"] = f"{system.url}/metrics"
+        counters = {stage: (f"http://127.0.0.1:{worker_port(settings.worker_web_port, stage)}/metrics", PROCESS_CPU)
+                    for stage in STAGES}  # fmt: skip
+        counters["gateway"] = (f"{system.url}/metrics", PROCESS_CPU)
         own = f"http://127.0.0.1:{settings.worker_web_port + len(STAGES)}/metrics"
-
-        def cpu() -> dict[str, float | None]:
-            seconds = {name: metric_value(url, "process_cpu_seconds_total") for name, url in endpoints.items()}
-            return {**seconds, "broker": metric_value(own, "dragoman_broker_process_cpu_seconds_total")}
-
+        counters["broker"] = (own, f"dragoman_broker_{PROCESS_CPU}")
         time.sleep(20.0)  # the spares load and the groups settle
-        before, at = cpu(), time.monotonic()
-        time.sleep(args.minutes * 60)
-        after, elapsed = cpu(), time.monotonic() - at
-        cores = {name: round((a - b) / elapsed, 3) for name, b in before.items()
-                 if b is not None and (a := after[name]) is not None}  # fmt: skip
+        with cpu_use(list(counters.values())) as used:
+            time.sleep(args.minutes * 60)
+        cores = {name: round(c, 3) for name, c in zip(counters, used.processes, strict=True) if c is not None}
         resident = metric_value(own, "dragoman_broker_process_resident_memory_bytes")
     summary = {"bench": "idle", "broker": "external" if settings.kafka_bootstrap else settings.broker,
                "ready_s": round(ready_s, 1), "idle_cores": cores, "idle_cores_total": round(sum(cores.values()), 3),

@@ -53,7 +53,7 @@ import aiohttp
 import numpy as np
 
 from schemas import SAMPLE_RATE
-from streams.cli.measures import cpu_use, percentile
+from streams.cli.measures import PROCESS_CPU, cpu_use, percentile
 from streams.cli.realtime import AudioSocket, SentAudio, play
 from web.ingest import STALL_S
 from web.outage import CHECK_EVERY_S
@@ -309,7 +309,7 @@ def bench_load(
     recorded: list[str] = []
 
     def round_of(count: int, label: object) -> None:
-        with cpu_use([stt_metrics_url]) as used:
+        with cpu_use([(stt_metrics_url, PROCESS_CPU)]) as used:
             rooms = asyncio.run(run_rooms(url, secret, count, speech, speak, listen))
         recorded.extend(room.name for room in rooms)
         row = {**summarize(rooms, used.processes[0]), "rooms": label}

@@ -32,30 +32,33 @@ def metric_value(metrics_url: str, metric: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+PROCESS_CPU = "process_cpu_seconds_total"
+"""A process's CPU seconds on its own /metrics (prometheus-client's process collector)."""
+
+
 @dataclass
 class CpuUse:
-    """Cores used over a block (:func:`cpu_use`): by each process behind a /metrics URL (``None`` where
-    it could not be read, as of a worker not started), and by the whole machine, whatever runs on it."""
+    """Cores used over a block (:func:`cpu_use`): by each process whose CPU-seconds counter was given
+    (``None`` where it could not be read, as of a worker not started), and by the whole machine,
+    whatever runs on it."""
 
     processes: list[float | None] = field(default_factory=list)
     machine: float = float("nan")
 
 
 @contextmanager
-def cpu_use(metrics_urls: Sequence[str]) -> Iterator[CpuUse]:
-    """Measure :class:`CpuUse` over the ``with`` block: the processes' ``process_cpu_seconds_total``
-    (prometheus-client's process collector) and the machine's busy share (psutil's ``cpu_percent``
-    over the block, in cores)."""
+def cpu_use(counters: Sequence[tuple[str, str]]) -> Iterator[CpuUse]:
+    """Measure :class:`CpuUse` over the ``with`` block: each (/metrics URL, CPU-seconds counter) read
+    before and after, and the machine's busy share (psutil's ``cpu_percent`` over the block, in cores)."""
     use = CpuUse()
-    before = [metric_value(url, "process_cpu_seconds_total") for url in metrics_urls]
+    before = [metric_value(url, counter) for url, counter in counters]
     psutil.cpu_percent()  # the machine's interval starts here
     started = time.monotonic()
     yield use
     wall_s = time.monotonic() - started
-    use.machine = round(psutil.cpu_percent() / 100 * (psutil.cpu_count() or 1), 2)
-    after = [metric_value(url, "process_cpu_seconds_total") for url in metrics_urls]
-    use.processes = [None if a is None or b is None else round((a - b) / wall_s, 2)
-                     for b, a in zip(before, after, strict=True)]  # fmt: skip
+    use.machine = psutil.cpu_percent() / 100 * (psutil.cpu_count() or 1)
+    after = [metric_value(url, counter) for url, counter in counters]
+    use.processes = [None if a is None or b is None else (a - b) / wall_s for b, a in zip(before, after, strict=True)]
 
 
 def trim_silence(pcm: bytes, threshold: float = 0.05) -> bytes:
